@@ -1,0 +1,63 @@
+// Domain errors with stable codes, and the one mapping from code to HTTP status.
+
+/** Every error code the Coordinator can answer with; clients switch on these, never on messages. */
+export const errorStatus = {
+  INVALID_REQUEST: 400,
+  INVALID_JSON: 400,
+  INVALID_MANIFEST: 400,
+  POLICY_MISSING: 400,
+  POLICY_NOT_REFERENCED: 400,
+  ATTESTATION_UNSUPPORTED: 400,
+  UNAUTHORIZED_UPDATE: 403,
+  UPDATES_DISABLED: 403,
+  ATTESTATION_FAILED: 403,
+  POLICY_NOT_IN_MANIFEST: 403,
+  SEED_MISMATCH: 403,
+  SALT_MISMATCH: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  STALE_BASE: 409,
+  NOT_INITIALIZED: 409,
+  RECOVERY_REQUIRED: 409,
+  NOT_IN_RECOVERY: 409,
+  STALE: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INTERNAL: 500,
+  STATE_CORRUPT: 502,
+  STORE_UNAVAILABLE: 503,
+} as const;
+
+/** A stable error code. */
+export type ErrorCode = keyof typeof errorStatus;
+
+/** The one error type the core throws on purpose; its code decides the HTTP status. */
+export class CoordinatorError extends Error {
+  readonly code: ErrorCode;
+  /** The store key an integrity error is about, if any. */
+  readonly key: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; key?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "CoordinatorError";
+    this.code = code;
+    this.key = options?.key;
+  }
+
+  /** The HTTP status for this error. */
+  get status(): number {
+    return errorStatus[this.code];
+  }
+}
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; key?: string };
+}
+
+/** Turns an error into its response body. */
+export function errorBody(err: CoordinatorError): ErrorBody {
+  const error: ErrorBody["error"] = { code: err.code, message: err.message };
+  if (err.key !== undefined) error.key = err.key;
+  return { error };
+}

@@ -1,0 +1,2 @@
+// Loads the Reflect polyfill that @peculiar/x509 needs before any test imports it.
+import "reflect-metadata";
