@@ -1,0 +1,100 @@
+// The Node adapter's configuration: flags, with environment variables as fallbacks, checked once at start.
+import { parseArgs } from "node:util";
+
+/** Where the Coordinator keeps its state. */
+export type StoreConfig = { kind: "fs"; dir: string } | { kind: "memory" };
+
+/** The checked configuration. */
+export interface Config {
+  port: number;
+  host: string;
+  store: StoreConfig;
+  name: string;
+  attestation: "none" | "insecure-simulated";
+  tls: { certFile: string; keyFile: string } | null;
+}
+
+/** A configuration mistake; the adapter prints its message on one line and exits non-zero. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** The usage text of `--help`. */
+export const usage = `Usage: node coordinator.mjs [options]
+
+Options (environment variable in brackets):
+  --port N                  port to listen on, default 1313                 [CONTRAST_PORT]
+  --host ADDR               address to listen on, default 0.0.0.0           [CONTRAST_HOST]
+  --store fs:DIR | memory   where state lives, default fs:./data            [CONTRAST_STORE]
+  --name NAME               Coordinator name (a DNS label), default coordinator [CONTRAST_NAME]
+  --attestation MODE        none (default) or insecure-simulated            [CONTRAST_ATTESTATION]
+  --tls-cert FILE           serve HTTPS with this PEM certificate chain     [CONTRAST_TLS_CERT]
+  --tls-key FILE            and this PEM private key                        [CONTRAST_TLS_KEY]
+  --help                    print this help
+`;
+
+const namePattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Parses flags and environment; throws ConfigError with a one-line message on any mistake. */
+export function parseConfig(argv: string[], env: Record<string, string | undefined>): Config | "help" {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        port: { type: "string" },
+        host: { type: "string" },
+        store: { type: "string" },
+        name: { type: "string" },
+        attestation: { type: "string" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        help: { type: "boolean" },
+      },
+    }));
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message.split("\n")[0]} (see --help)`);
+  }
+  if (values.help === true) return "help";
+  const pick = (flag: string, variable: string, fallback: string): string => {
+    const v = values[flag];
+    return typeof v === "string" ? v : (env[variable] ?? fallback);
+  };
+
+  const portText = pick("port", "CONTRAST_PORT", "1313");
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port < 0 || port > 65535) {
+    throw new ConfigError(`--port must be a number from 0 to 65535, not ${JSON.stringify(portText)}`);
+  }
+
+  const storeText = pick("store", "CONTRAST_STORE", "fs:./data");
+  let store: StoreConfig;
+  if (storeText === "memory") store = { kind: "memory" };
+  else if (storeText.startsWith("fs:") && storeText.length > 3) store = { kind: "fs", dir: storeText.slice(3) };
+  else throw new ConfigError(`--store must be fs:DIR or memory, not ${JSON.stringify(storeText)}`);
+
+  const name = pick("name", "CONTRAST_NAME", "coordinator");
+  if (!namePattern.test(name)) {
+    throw new ConfigError(`--name must be a lower-case DNS label (letters, digits, dashes; at most 63), not ${JSON.stringify(name)}`);
+  }
+
+  const attestation = pick("attestation", "CONTRAST_ATTESTATION", "none");
+  if (attestation !== "none" && attestation !== "insecure-simulated") {
+    throw new ConfigError(`--attestation must be none or insecure-simulated, not ${JSON.stringify(attestation)}`);
+  }
+
+  const certFile = pick("tls-cert", "CONTRAST_TLS_CERT", "");
+  const keyFile = pick("tls-key", "CONTRAST_TLS_KEY", "");
+  if ((certFile === "") !== (keyFile === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
+
+  return {
+    port,
+    host: pick("host", "CONTRAST_HOST", "0.0.0.0"),
+    store,
+    name,
+    attestation,
+    tls: certFile === "" ? null : { certFile, keyFile },
+  };
+}

@@ -1,0 +1,49 @@
+// The OpenAPI 3.1 document, generated from the same zod schemas that validate the requests.
+import { z } from "zod";
+import * as s from "./schemas.js";
+
+function json(schema: z.ZodType) {
+  return { content: { "application/json": { schema: z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) } } };
+}
+
+function errors(...codes: number[]) {
+  return Object.fromEntries(codes.map((code) => [String(code), { description: "error", ...json(s.errorResponse) }]));
+}
+
+/** Builds the OpenAPI document. */
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: "3.1.0",
+    info: { title: "Contrast Coordinator", version: "1" },
+    paths: {
+      "/v1/status": { get: { summary: "State, generation, recovery progress", responses: { 200: { description: "status", ...json(s.statusResponse) } } } },
+      "/v1/manifest": {
+        post: {
+          summary: "Set the first manifest or update it",
+          requestBody: { required: true, ...json(s.setManifestRequest) },
+          responses: { 200: { description: "set", ...json(s.setManifestResponse) }, ...errors(400, 403, 409, 413, 503) },
+        },
+      },
+      "/v1/manifests": {
+        get: { summary: "The history with exact bytes", responses: { 200: { description: "history", ...json(s.historyResponse) }, ...errors(409, 502) } },
+      },
+      "/v1/recover": {
+        post: {
+          summary: "Recover with the seed",
+          requestBody: { required: true, ...json(s.recoverRequest) },
+          responses: { 200: { description: "recovered", ...json(s.recoverResponse) }, ...errors(400, 403, 409, 502, 503) },
+        },
+      },
+      "/v1/mesh/certificate": {
+        post: {
+          summary: "Issue a mesh certificate to an attested workload",
+          requestBody: { required: true, ...json(s.meshCertificateRequest) },
+          responses: { 200: { description: "certificate", ...json(s.meshCertificateResponse) }, ...errors(400, 403, 409) },
+        },
+      },
+      "/healthz": { get: { summary: "Liveness", responses: { 200: { description: "alive" } } } },
+      "/readyz": { get: { summary: "Readiness: ready only in state ready", responses: { 200: { description: "ready" }, 503: { description: "not ready" } } } },
+      "/metrics": { get: { summary: "Prometheus metrics", responses: { 200: { description: "text" } } } },
+    },
+  };
+}

@@ -1,0 +1,95 @@
+// The REST API of DESIGN §6 as Hono routes over a Coordinator.
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { fromHex, toBase64 } from "../encoding.js";
+import { CoordinatorError } from "../errors.js";
+import { decodeBase64Field } from "../coordinator/coordinator.js";
+import type { Coordinator } from "../coordinator/coordinator.js";
+import type { Metrics } from "./metrics.js";
+import { readBody } from "./respond.js";
+import { meshCertificateRequest, recoverRequest, setManifestRequest } from "./schemas.js";
+
+/** Body limits, in bytes. */
+export const limits = { manifest: 32 * 1024 * 1024, small: 64 * 1024 } as const;
+
+function limit(maxSize: number) {
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new CoordinatorError("PAYLOAD_TOO_LARGE", `the request body is larger than ${maxSize} bytes`);
+    },
+  });
+}
+
+/** Log lines the API emits for state changes. */
+export type Log = (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+
+/** The /v1 routes. */
+export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): Hono {
+  const api = new Hono();
+
+  api.get("/status", (c) => c.json(coordinator.status()));
+
+  api.post("/manifest", limit(limits.manifest), async function setManifest(c) {
+    const body = await readBody(c, setManifestRequest);
+    const result = await coordinator.setManifest({
+      manifest: decodeBase64Field(body.manifest, "manifest"),
+      policies: body.policies.map((p, i) => decodeBase64Field(p, `policies.${i}`)),
+      previousTransition: body.previousTransition,
+      signature:
+        body.signature === undefined
+          ? undefined
+          : {
+              publicKey: decodeBase64Field(body.signature.publicKey, "signature.publicKey"),
+              value: decodeBase64Field(body.signature.value, "signature.value"),
+            },
+    });
+    metrics.inc("coordinator_manifest_sets_total", "Manifests set or updated.");
+    log("info", "manifest set", { generation: result.generation, transition: result.transition });
+    return c.json(result);
+  });
+
+  api.get("/manifests", async function getHistory(c) {
+    const view = await coordinator.history();
+    return c.json({
+      name: view.name,
+      generation: view.generation,
+      latestTransition: view.latestTransition,
+      transitions: view.transitions,
+      manifests: view.manifests.map(toBase64),
+      policies: Object.fromEntries([...view.policies].map(([hash, bytes]) => [hash, toBase64(bytes)])),
+      rootCA: view.rootCA,
+      meshCA: view.meshCA,
+      intermediateCA: view.intermediateCA,
+      transactionSigner: view.transactionSigner,
+      head: toBase64(view.head),
+    });
+  });
+
+  api.post("/recover", limit(limits.small), async function recover(c) {
+    const body = await readBody(c, recoverRequest);
+    try {
+      const result = await coordinator.recover({ share: decodeBase64Field(body.share, "share"), salt: fromHex(body.salt) });
+      metrics.inc("coordinator_recoveries_total", "Recover requests by outcome.", { outcome: "ok" });
+      log("info", "recovered", { generation: coordinator.status().generation });
+      return c.json(result);
+    } catch (err) {
+      const code = err instanceof CoordinatorError ? err.code : "INTERNAL";
+      metrics.inc("coordinator_recoveries_total", "Recover requests by outcome.", { outcome: code });
+      log("warn", "recovery refused", { code, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    }
+  });
+
+  api.post("/mesh/certificate", limit(limits.small), async function meshCertificate(c) {
+    const body = await readBody(c, meshCertificateRequest);
+    const result = await coordinator.issueMeshCertificate({
+      publicKey: decodeBase64Field(body.publicKey, "publicKey"),
+      evidence: body.evidence,
+    });
+    metrics.inc("coordinator_mesh_certificates_total", "Mesh certificates issued.");
+    return c.json(result);
+  });
+
+  return api;
+}

@@ -1,0 +1,103 @@
+// The zod schemas of every request and response body; the OpenAPI document is generated from these.
+import { z } from "zod";
+import { seedShareDocumentSchema } from "../crypto/seedshares.js";
+import { sha256Hex } from "../manifest/manifest.js";
+
+/** Canonical standard base64 with padding. */
+export const base64 = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, "standard base64");
+
+const pem = z.string().describe("PEM");
+
+/** The largest manifest, in base64 characters. */
+export const maxManifestChars = 4 * 1024 * 1024;
+/** The largest policy, in base64 characters. */
+export const maxPolicyChars = 4 * 1024 * 1024;
+
+/** POST /v1/manifest */
+export const setManifestRequest = z
+  .object({
+    manifest: base64(maxManifestChars).describe("the manifest JSON, exact bytes, base64"),
+    policies: z.array(base64(maxPolicyChars)).max(1024).describe("every policy the manifest references, base64"),
+    previousTransition: sha256Hex.optional().describe("the transition an update builds on; absent for the first set"),
+    signature: z
+      .object({
+        publicKey: base64(1024).describe("workload-owner public key, DER SPKI (ECDSA P-384)"),
+        value: base64(256).describe("ECDSA P-384/SHA-384 signature (IEEE P1363, r‖s) over the update message"),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+/** Answer of POST /v1/manifest */
+export const setManifestResponse = z.object({
+  transition: sha256Hex,
+  generation: z.number().int(),
+  rootCA: pem,
+  meshCA: pem,
+  seedShares: seedShareDocumentSchema.optional().describe("only on the first set: the encrypted seed shares and the salt"),
+});
+
+/** POST /v1/recover */
+export const recoverRequest = z
+  .object({
+    share: base64(1024).describe("the decrypted seed share (with threshold 1: the seed itself), base64"),
+    salt: sha256Hex.describe("the salt from the seed-share document, hex"),
+  })
+  .strict();
+
+const progress = z.object({ threshold: z.number().int(), received: z.number().int() });
+
+/** Answer of POST /v1/recover */
+export const recoverResponse = z.object({ state: z.string(), recovery: progress });
+
+/** POST /v1/mesh/certificate */
+export const meshCertificateRequest = z
+  .object({
+    publicKey: base64(1024).describe("the workload's public key, DER SPKI (ECDSA P-256 or P-384)"),
+    evidence: z.record(z.string(), z.unknown()).describe("attestation evidence; `type` picks the validator"),
+  })
+  .strict();
+
+/** Answer of POST /v1/mesh/certificate */
+export const meshCertificateResponse = z.object({
+  certChain: pem.describe("leaf, then intermediate"),
+  meshCA: pem,
+  rootCA: pem,
+  workloadSecret: z.string().describe("hex"),
+  workloadSecretID: z.string(),
+  policyHash: sha256Hex,
+});
+
+/** Answer of GET /v1/status */
+export const statusResponse = z.object({
+  state: z.enum(["uninitialized", "recovery-required", "ready", "stale"]),
+  name: z.string(),
+  generation: z.number().int().nullable(),
+  latestTransition: sha256Hex.nullable(),
+  recovery: progress.nullable(),
+});
+
+/** Answer of GET /v1/manifests */
+export const historyResponse = z.object({
+  name: z.string(),
+  generation: z.number().int(),
+  latestTransition: sha256Hex,
+  transitions: z.array(sha256Hex).describe("oldest first"),
+  manifests: z.array(z.string()).describe("exact bytes, base64, oldest first"),
+  policies: z.record(sha256Hex, z.string()).describe("exact bytes, base64, by hash"),
+  rootCA: pem,
+  meshCA: pem,
+  intermediateCA: pem,
+  transactionSigner: pem.describe("the transaction-signing key's certificate, issued by the root CA"),
+  head: z.string().describe("the signed head, exact stored bytes, base64"),
+});
+
+/** Every error body. */
+export const errorResponse = z.object({
+  error: z.object({ code: z.string(), message: z.string(), key: z.string().optional() }),
+});

@@ -1,0 +1,74 @@
+// createApp(deps): the Coordinator's Hono app, the one thing every runtime adapter wires up and serves.
+import { Hono } from "hono";
+import type { Coordinator } from "./coordinator/coordinator.js";
+import { CoordinatorError } from "./errors.js";
+import { Metrics } from "./api/metrics.js";
+import { openApiDocument } from "./api/openapi.js";
+import { errorResponse, toCoordinatorError } from "./api/respond.js";
+import { v1Routes } from "./api/routes.js";
+import type { Log } from "./api/routes.js";
+
+export type { Log } from "./api/routes.js";
+
+/** What the app needs. */
+export interface AppDeps {
+  coordinator: Coordinator;
+  log?: Log;
+  metrics?: Metrics;
+}
+
+const states = ["uninitialized", "recovery-required", "ready", "stale"] as const;
+const knownPaths = ["/v1/status", "/v1/manifest", "/v1/manifests", "/v1/recover", "/v1/mesh/certificate", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
+
+/** Builds the Hono app over a started Coordinator. */
+export function createApp(deps: AppDeps): Hono {
+  const { coordinator } = deps;
+  const log: Log = deps.log ?? (() => undefined);
+  const metrics = deps.metrics ?? new Metrics();
+  const app = new Hono();
+  const openapi = openApiDocument();
+
+  app.use(async function countRequests(c, next) {
+    await next();
+    metrics.inc("coordinator_http_requests_total", "HTTP requests by method and status.", {
+      method: c.req.method,
+      status: String(c.res.status),
+    });
+  });
+
+  app.route("/v1", v1Routes(coordinator, metrics, log));
+  app.get("/v1/openapi.json", (c) => c.json(openapi));
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", (c) => {
+    const state = coordinator.currentState;
+    return c.json({ ready: state === "ready", state }, state === "ready" ? 200 : 503);
+  });
+  app.get("/metrics", (c) => {
+    const status = coordinator.status();
+    const text = metrics.render([
+      ...states.map((s) => ({
+        name: "coordinator_state",
+        help: "1 for the Coordinator's current state.",
+        labels: { state: s },
+        value: status.state === s ? 1 : 0,
+      })),
+      { name: "coordinator_manifest_generation", help: "Generation of the current manifest (0: none).", value: status.generation ?? 0 },
+    ]);
+    return c.text(text, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
+
+  for (const path of knownPaths) {
+    app.all(path, () => {
+      throw new CoordinatorError("METHOD_NOT_ALLOWED", `method not allowed on ${path}`);
+    });
+  }
+  app.notFound((c) => errorResponse(c, new CoordinatorError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`)));
+  app.onError((err, c) => {
+    const mapped = toCoordinatorError(err);
+    if (mapped.status >= 500) {
+      log("error", "request failed", { path: c.req.path, code: mapped.code, error: String(err instanceof Error && mapped.code === "INTERNAL" ? err.stack : mapped.message) });
+    }
+    return errorResponse(c, mapped);
+  });
+  return app;
+}

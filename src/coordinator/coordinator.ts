@@ -1,0 +1,504 @@
+// The Coordinator's state machine (uninitialized, recovery-required, ready, stale) and its operations.
+import { bytesEqual, fromBase64, fromHex, toHex } from "../encoding.js";
+import {
+  createMeshCA,
+  createRootCertificate,
+  createTransactionSignerCertificate,
+  domainMessage,
+  issueLeaf,
+  parseCertificate,
+  subjectKeyId,
+} from "../crypto/ca.js";
+import type { CertifiedKey } from "../crypto/ca.js";
+import { randomBytes, subtle, webcrypto } from "../crypto/provider.js";
+import { seal } from "../crypto/sealed.js";
+import { SeedEngine } from "../crypto/seedengine.js";
+import { encryptSeedShares } from "../crypto/seedshares.js";
+import type { SeedShareDocument } from "../crypto/seedshares.js";
+import { validatorFor } from "../attestation/validator.js";
+import type { Validators } from "../attestation/validator.js";
+import { CoordinatorError } from "../errors.js";
+import { headKey, parseHead, signHead, verifyHead } from "../history/head.js";
+import type { Head, SignedHead } from "../history/head.js";
+import { getObject, kinds, putObject } from "../history/objects.js";
+import { encodeTransition, transitionHash, zeroHash } from "../history/transition.js";
+import { isIpSan, keyDigest, readManifest } from "../manifest/manifest.js";
+import type { ManifestDocument } from "../manifest/manifest.js";
+import { StoreError, contentVersion } from "../storage/store.js";
+import type { Store } from "../storage/store.js";
+import { loadReady, meshKeyIdentity, sealingKey, seedCheck, storedCertificate } from "./ready.js";
+import type { Ready } from "./ready.js";
+
+/** The states of DESIGN G6. */
+export type CoordinatorState = "uninitialized" | "recovery-required" | "ready" | "stale";
+
+/** The domain-separation tag of a workload owner's update signature over the new transition hash. */
+export const updateSignatureTag = "CONTRAST COORDINATOR MANIFEST UPDATE v1";
+/** Length of a fresh seed. */
+export const seedLength = 64;
+/** Length of a fresh salt. */
+export const saltLength = 32;
+
+/** The message a workload owner signs to update: tag, zero byte, the 32-byte new transition hash. */
+export function updateMessage(newTransition: Uint8Array): Uint8Array {
+  return domainMessage(updateSignatureTag, newTransition);
+}
+
+/** What the Coordinator needs from its surroundings. */
+export interface CoordinatorDeps {
+  store: Store;
+  name: string;
+  validators: Validators;
+  now?: () => Date;
+}
+
+/** A `set` request, decoded. */
+export interface SetManifestInput {
+  manifest: Uint8Array;
+  policies: Uint8Array[];
+  previousTransition?: string | undefined;
+  signature?: { publicKey: Uint8Array; value: Uint8Array } | undefined;
+}
+
+/** The result of a `set`. */
+export interface SetManifestResult {
+  transition: string;
+  generation: number;
+  rootCA: string;
+  meshCA: string;
+  seedShares?: SeedShareDocument;
+}
+
+/** Recovery progress, as status and recover report it. */
+export interface RecoveryProgress {
+  threshold: number;
+  received: number;
+}
+
+/** The Coordinator's status. */
+export interface Status {
+  state: CoordinatorState;
+  name: string;
+  generation: number | null;
+  latestTransition: string | null;
+  recovery: RecoveryProgress | null;
+}
+
+/** The history as `GET /v1/manifests` returns it: exact bytes, oldest first. */
+export interface HistoryView {
+  name: string;
+  generation: number;
+  latestTransition: string;
+  transitions: string[];
+  manifests: Uint8Array[];
+  policies: Map<string, Uint8Array>;
+  rootCA: string;
+  meshCA: string;
+  intermediateCA: string;
+  transactionSigner: string;
+  head: Uint8Array;
+}
+
+/** A mesh certificate and what comes with it. */
+export interface MeshCertificate {
+  certChain: string;
+  meshCA: string;
+  rootCA: string;
+  workloadSecret: string;
+  workloadSecretID: string;
+  policyHash: string;
+}
+
+/** Runs async critical sections one at a time. */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn, fn);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/** The Coordinator: one instance per process and Coordinator name. */
+export class Coordinator {
+  readonly name: string;
+  private readonly store: Store;
+  private readonly validators: Validators;
+  private readonly now: () => Date;
+  private readonly writes = new Mutex();
+  private state: CoordinatorState;
+  private ready: Ready | null = null;
+  private recovery: RecoveryProgress | null;
+
+  private constructor(deps: CoordinatorDeps, state: CoordinatorState, recovery: RecoveryProgress | null) {
+    this.name = deps.name;
+    this.store = deps.store;
+    this.validators = deps.validators;
+    this.now = deps.now ?? (() => new Date());
+    this.state = state;
+    this.recovery = recovery;
+  }
+
+  /** Starts a Coordinator: recovery-required if a head exists for its name, else uninitialized. */
+  static async start(deps: CoordinatorDeps): Promise<Coordinator> {
+    const stored = await deps.store.get(headKey(deps.name));
+    if (stored === null) return new Coordinator(deps, "uninitialized", null);
+    return new Coordinator(deps, "recovery-required", Coordinator.progressOf(stored, deps.name));
+  }
+
+  /** Recovery parameters from an unverified head, for display only; a malformed head shows threshold 1. */
+  private static progressOf(stored: Uint8Array, name: string): RecoveryProgress {
+    try {
+      return { threshold: parseHead(stored, headKey(name)).recovery.threshold, received: 0 };
+    } catch {
+      return { threshold: 1, received: 0 };
+    }
+  }
+
+  /** The current state. */
+  get currentState(): CoordinatorState {
+    return this.state;
+  }
+
+  /** State, generation, latest transition and recovery progress. */
+  status(): Status {
+    const head = this.ready?.head ?? null;
+    return {
+      state: this.state,
+      name: this.name,
+      generation: head?.generation ?? null,
+      latestTransition: head?.latestTransition ?? null,
+      recovery: this.state === "recovery-required" ? this.recovery : null,
+    };
+  }
+
+  private requireReady(): Ready {
+    switch (this.state) {
+      case "ready":
+        return this.ready!;
+      case "uninitialized":
+        throw new CoordinatorError("NOT_INITIALIZED", "no manifest has been set yet");
+      case "recovery-required":
+        throw new CoordinatorError("RECOVERY_REQUIRED", "the Coordinator restarted and must be recovered with the seed first");
+      case "stale":
+        throw new CoordinatorError("STALE", "the stored state moved under this Coordinator; recover to reload it");
+    }
+  }
+
+  /** Sets the first manifest, or updates it (signed by a workload owner, naming the transition it builds on). */
+  setManifest(input: SetManifestInput): Promise<SetManifestResult> {
+    return this.writes.run(() => this.setManifestLocked(input));
+  }
+
+  private async setManifestLocked(input: SetManifestInput): Promise<SetManifestResult> {
+    if (this.state === "recovery-required" || this.state === "stale") this.requireReady();
+    const doc = await readManifest(input.manifest);
+    const policies = await this.checkPolicies(doc, input.policies);
+    const current = this.state === "ready" ? this.ready! : null;
+
+    const previous = current === null ? zeroHash : fromHex(current.head.latestTransition);
+    if (current === null && input.previousTransition !== undefined) {
+      throw new CoordinatorError("STALE_BASE", "the Coordinator has no manifest yet; the first set names no previous transition");
+    }
+    if (current !== null && input.previousTransition !== current.head.latestTransition) {
+      throw new CoordinatorError(
+        "STALE_BASE",
+        input.previousTransition === undefined
+          ? `the Coordinator already has a manifest; an update must name the transition it builds on (${current.head.latestTransition})`
+          : `the update builds on ${input.previousTransition}, but the latest transition is ${current.head.latestTransition}`,
+      );
+    }
+    const newTransition = await transitionHash(doc.hash, previous);
+    if (current !== null) await this.authorizeUpdate(current, newTransition, input.signature);
+
+    const now = this.now();
+    let engine: SeedEngine;
+    let root: CertifiedKey;
+    let rootCA: Ready["rootCA"];
+    let transactionSigner: Ready["transactionSigner"];
+    let seedShares: SeedShareDocument | undefined;
+    if (current === null) {
+      const seed = randomBytes(seedLength);
+      const salt = randomBytes(saltLength);
+      engine = await SeedEngine.create(seed, salt);
+      const rootKeys = { privateKey: engine.rootCAKey.privateKey, publicKey: engine.rootCAKey.publicKey };
+      const rootCert = await createRootCertificate(rootKeys, now);
+      root = { privateKey: rootKeys.privateKey, certificate: rootCert, keyId: await subjectKeyId(rootKeys.publicKey) };
+      const signerCert = await createTransactionSignerCertificate(root, engine.transactionSigningKey.publicKey, now);
+      rootCA = storedCertificate(rootCert, await putObject(this.store, kinds.certificate, new Uint8Array(rootCert.rawData)));
+      transactionSigner = storedCertificate(
+        signerCert,
+        await putObject(this.store, kinds.certificate, new Uint8Array(signerCert.rawData)),
+      );
+      seedShares = await encryptSeedShares(seed, salt, doc.manifest.SeedshareOwnerPubKeys, this.name);
+    } else {
+      ({ engine, root, rootCA, transactionSigner } = current);
+    }
+
+    const mesh = await createMeshCA(root, now);
+    const meshCAHash = await putObject(this.store, kinds.certificate, new Uint8Array(mesh.meshCA.rawData));
+    const intermediateHash = await putObject(this.store, kinds.certificate, new Uint8Array(mesh.intermediate.rawData));
+    const sealing = current?.sealingKey ?? (await sealingKey(engine));
+    const sealed = await seal(sealing, mesh.pkcs8, meshKeyIdentity(meshCAHash));
+    const meshKeyHash = await putObject(this.store, kinds.sealedKey, sealed);
+    for (const [, bytes] of policies) await putObject(this.store, kinds.policy, bytes);
+    await putObject(this.store, kinds.manifest, doc.bytes);
+    await putObject(this.store, kinds.transition, encodeTransition(doc.hash, previous));
+
+    const head: Head = {
+      name: this.name,
+      generation: (current?.head.generation ?? 0) + 1,
+      latestTransition: toHex(newTransition),
+      objects: {
+        rootCA: rootCA.hash,
+        transactionSigner: transactionSigner.hash,
+        meshCA: meshCAHash,
+        intermediateCA: intermediateHash,
+        meshCAKey: meshKeyHash,
+      },
+      recovery: current?.head.recovery ?? {
+        salt: toHex(engine.salt),
+        threshold: 1,
+        shares: doc.manifest.SeedshareOwnerPubKeys.length,
+        seedCheck: await seedCheck(engine),
+      },
+    };
+    const signed = await signHead(head, engine.transactionSigningKey.privateKey);
+    let headVersion: string;
+    try {
+      headVersion = await this.store.compareAndSwap(headKey(this.name), signed.bytes, current?.headVersion ?? null);
+    } catch (err) {
+      if (err instanceof StoreError && err.code === "CONFLICT") {
+        this.becomeStale(current);
+        throw new CoordinatorError("STALE", "the stored state moved under this Coordinator; nothing was changed", {
+          cause: err,
+        });
+      }
+      // The write may have reached the store before the failure was reported: then the set happened,
+      // and (on a first set) the seed shares must reach the caller, or nobody could recover.
+      const landed = await this.store.get(headKey(this.name)).catch(() => null);
+      if (landed === null || !bytesEqual(landed, signed.bytes)) throw err;
+      headVersion = await contentVersion(signed.bytes);
+    }
+
+    const meshPublic = mesh.keys.publicKey;
+    this.ready = {
+      engine,
+      sealingKey: sealing,
+      root,
+      rootCA,
+      transactionSigner,
+      mesh: { privateKey: mesh.keys.privateKey, certificate: mesh.intermediate, keyId: await subjectKeyId(meshPublic) },
+      meshCA: storedCertificate(mesh.meshCA, meshCAHash),
+      intermediateCA: storedCertificate(mesh.intermediate, intermediateHash),
+      head: signed.head,
+      headBytes: signed.bytes,
+      headVersion,
+      manifest: doc.manifest,
+      history: [
+        ...(current?.history ?? []),
+        { transition: head.latestTransition, manifest: toHex(doc.hash), policies: [...policies.keys()].sort() },
+      ],
+    };
+    this.state = "ready";
+    this.recovery = null;
+    const result: SetManifestResult = {
+      transition: head.latestTransition,
+      generation: head.generation,
+      rootCA: rootCA.pem,
+      meshCA: this.ready.meshCA.pem,
+    };
+    if (seedShares !== undefined) result.seedShares = seedShares;
+    return result;
+  }
+
+  private becomeStale(current: Ready | null): void {
+    if (current === null) {
+      this.state = "recovery-required";
+      this.recovery = { threshold: 1, received: 0 };
+    } else {
+      this.state = "stale";
+    }
+  }
+
+  /** Hashes the policies sent with a manifest: every referenced one present, no stray ones. */
+  private async checkPolicies(doc: ManifestDocument, sent: Uint8Array[]): Promise<Map<string, Uint8Array>> {
+    const byHash = new Map<string, Uint8Array>();
+    for (const bytes of sent) byHash.set(await keyDigest(bytes), bytes);
+    for (const hash of byHash.keys()) {
+      if (!(hash in doc.manifest.Policies)) {
+        throw new CoordinatorError("POLICY_NOT_REFERENCED", `policy ${hash} was sent but the manifest does not reference it`);
+      }
+    }
+    for (const hash of Object.keys(doc.manifest.Policies)) {
+      if (!byHash.has(hash)) {
+        throw new CoordinatorError("POLICY_MISSING", `the manifest references policy ${hash}, but it was not sent`);
+      }
+    }
+    return byHash;
+  }
+
+  private async authorizeUpdate(
+    current: Ready,
+    newTransition: Uint8Array,
+    signature: SetManifestInput["signature"],
+  ): Promise<void> {
+    const owners = current.manifest.WorkloadOwnerKeyDigests;
+    if (owners.length === 0) {
+      throw new CoordinatorError("UPDATES_DISABLED", "the current manifest names no workload owner, so it cannot be updated");
+    }
+    if (signature === undefined) {
+      throw new CoordinatorError("UNAUTHORIZED_UPDATE", "an update must be signed by a workload owner of the current manifest");
+    }
+    if (!owners.includes(await keyDigest(signature.publicKey))) {
+      throw new CoordinatorError("UNAUTHORIZED_UPDATE", "the signing key is not a workload owner of the current manifest");
+    }
+    let valid: boolean;
+    try {
+      const key = await subtle().importKey(
+        "spki",
+        signature.publicKey as BufferSource,
+        { name: "ECDSA", namedCurve: "P-384" },
+        false,
+        ["verify"],
+      );
+      valid = await subtle().verify(
+        { name: "ECDSA", hash: "SHA-384" },
+        key,
+        signature.value as BufferSource,
+        updateMessage(newTransition) as BufferSource,
+      );
+    } catch {
+      valid = false;
+    }
+    if (!valid) {
+      throw new CoordinatorError("UNAUTHORIZED_UPDATE", "the signature does not verify over the new transition");
+    }
+  }
+
+  /** Recovers with the seed (threshold 1): verifies the whole stored state against it, then serves it. */
+  recover(input: { share: Uint8Array; salt: Uint8Array }): Promise<{ state: CoordinatorState; recovery: RecoveryProgress }> {
+    return this.writes.run(async () => {
+      if (this.state === "uninitialized" || this.state === "ready") {
+        throw new CoordinatorError("NOT_IN_RECOVERY", `the Coordinator is ${this.state} and needs no recovery`);
+      }
+      const key = headKey(this.name);
+      const stored = await this.store.getVersioned(key);
+      if (stored === null) {
+        this.state = "uninitialized";
+        this.ready = null;
+        this.recovery = null;
+        throw new CoordinatorError("NOT_IN_RECOVERY", "the store holds no state for this Coordinator any more");
+      }
+      const head = parseHead(stored.value, key);
+      if (head.name !== this.name) {
+        throw new CoordinatorError("STATE_CORRUPT", `${key} belongs to Coordinator ${JSON.stringify(head.name)}`, { key });
+      }
+      this.recovery = { threshold: head.recovery.threshold, received: 0 };
+      const engine = await SeedEngine.create(input.share, input.salt);
+      if (!(await verifyHead(head, engine.transactionSigningKey.publicKey))) {
+        if (await this.seedMatches(engine, head)) {
+          throw new CoordinatorError("STATE_CORRUPT", `${key}: the signature does not verify, although the seed is right`, { key });
+        }
+        if (!bytesEqual(input.salt, fromHex(head.recovery.salt))) {
+          throw new CoordinatorError("SALT_MISMATCH", "the salt is not the one this Coordinator's seed was made with");
+        }
+        throw new CoordinatorError("SEED_MISMATCH", "the seed is not the one this Coordinator's state was made with");
+      }
+      this.ready = await loadReady(this.store, engine, head, stored.value, stored.version, key);
+      this.state = "ready";
+      this.recovery = null;
+      return { state: this.state, recovery: { threshold: head.recovery.threshold, received: 1 } };
+    });
+  }
+
+  /**
+   * Whether a seed is the right one although the head's signature failed (so the head was changed):
+   * its seed check matches, or its root key is the one in the root CA certificate the head names.
+   * Reads nothing it trusts; any failure to read counts as "no".
+   */
+  private async seedMatches(engine: SeedEngine, head: SignedHead): Promise<boolean> {
+    if ((await seedCheck(engine)) === head.recovery.seedCheck) return true;
+    try {
+      const der = await getObject(this.store, kinds.certificate, head.objects.rootCA);
+      const publicKey = await parseCertificate(der).publicKey.export(webcrypto());
+      const point = new Uint8Array(await subtle().exportKey("raw", publicKey));
+      return bytesEqual(point, engine.rootCAKey.publicPoint);
+    } catch {
+      return false;
+    }
+  }
+
+  /** The verified history with exact bytes; every object is re-read and checked against its hash. */
+  async history(): Promise<HistoryView> {
+    const ready = this.requireReady();
+    const manifests: Uint8Array[] = [];
+    const policies = new Map<string, Uint8Array>();
+    for (const entry of ready.history) {
+      manifests.push(await getObject(this.store, kinds.manifest, entry.manifest));
+      for (const policy of entry.policies) {
+        if (!policies.has(policy)) policies.set(policy, await getObject(this.store, kinds.policy, policy));
+      }
+    }
+    return {
+      name: this.name,
+      generation: ready.head.generation,
+      latestTransition: ready.head.latestTransition,
+      transitions: ready.history.map((e) => e.transition),
+      manifests,
+      policies: new Map([...policies.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+      rootCA: ready.rootCA.pem,
+      meshCA: ready.meshCA.pem,
+      intermediateCA: ready.intermediateCA.pem,
+      transactionSigner: ready.transactionSigner.pem,
+      head: ready.headBytes,
+    };
+  }
+
+  /** Issues a mesh certificate to an attested workload whose policy is in the current manifest. */
+  async issueMeshCertificate(input: { publicKey: Uint8Array; evidence: unknown }): Promise<MeshCertificate> {
+    const ready = this.requireReady();
+    const validator = validatorFor(this.validators, input.evidence);
+    const publicKey = await importWorkloadKey(input.publicKey);
+    const { policyHash } = await validator.validate(input.evidence, input.publicKey);
+    const entry = ready.manifest.Policies[policyHash];
+    if (entry === undefined) {
+      throw new CoordinatorError("POLICY_NOT_IN_MANIFEST", `policy ${policyHash} is not in the current manifest`);
+    }
+    const leaf = await issueLeaf(
+      ready.mesh,
+      { publicKey, sans: entry.SANs, commonName: entry.SANs[0] ?? policyHash, isIp: isIpSan },
+      this.now(),
+    );
+    const secret = await ready.engine.workloadSecret(entry.WorkloadSecretID);
+    return {
+      certChain: storedCertificate(leaf, "").pem + ready.intermediateCA.pem,
+      meshCA: ready.meshCA.pem,
+      rootCA: ready.rootCA.pem,
+      workloadSecret: toHex(secret),
+      workloadSecretID: entry.WorkloadSecretID,
+      policyHash,
+    };
+  }
+}
+
+/** Imports a workload's public key (DER SPKI, ECDSA P-256 or P-384); anything else is INVALID_REQUEST. */
+async function importWorkloadKey(spki: Uint8Array): Promise<CryptoKey> {
+  for (const namedCurve of ["P-384", "P-256"]) {
+    try {
+      return await subtle().importKey("spki", spki as BufferSource, { name: "ECDSA", namedCurve }, true, ["verify"]);
+    } catch {
+      // try the next curve
+    }
+  }
+  throw new CoordinatorError("INVALID_REQUEST", "publicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key");
+}
+
+/** Decodes base64 request fields, mapping failures to INVALID_REQUEST. */
+export function decodeBase64Field(value: string, field: string): Uint8Array {
+  try {
+    return fromBase64(value);
+  } catch {
+    throw new CoordinatorError("INVALID_REQUEST", `${field} is not valid base64`);
+  }
+}

@@ -1,0 +1,255 @@
+// The Coordinator's trusted in-memory state once it holds the seed: keys, CA certificates, head and verified history.
+import type * as x509 from "@peculiar/x509";
+import { bytesEqual, toHex } from "../encoding.js";
+import { certificateDer, importMeshKey, parseCertificate, signingAlgorithm, subjectKeyId, toPem } from "../crypto/ca.js";
+import type { CertifiedKey } from "../crypto/ca.js";
+import { subtle, webcrypto } from "../crypto/provider.js";
+import { importSealingKey, open } from "../crypto/sealed.js";
+import type { SeedEngine } from "../crypto/seedengine.js";
+import { CoordinatorError } from "../errors.js";
+import { getObject, kinds, objectKey } from "../history/objects.js";
+import { decodeTransition, zeroHash } from "../history/transition.js";
+import { verifyHead } from "../history/head.js";
+import type { SignedHead } from "../history/head.js";
+import { parseManifest, policyHashes } from "../manifest/manifest.js";
+import type { Manifest } from "../manifest/manifest.js";
+import type { Store } from "../storage/store.js";
+
+/** HKDF label of the key that seals secrets at rest (AES-256-GCM). */
+export const sealingKeyLabel = "COORDINATOR STATE SEALING KEY";
+/** HKDF label of the seed check kept in the head. */
+export const seedCheckLabel = "COORDINATOR SEED CHECK";
+
+/** One verified link of the history, oldest first. */
+export interface HistoryEntry {
+  transition: string;
+  manifest: string;
+  policies: string[];
+}
+
+/** A certificate with its stored DER, PEM and store hash. */
+export interface StoredCertificate {
+  certificate: x509.X509Certificate;
+  der: Uint8Array;
+  pem: string;
+  hash: string;
+}
+
+/** Everything a ready Coordinator serves from. Immutable: an update builds a new one. */
+export interface Ready {
+  engine: SeedEngine;
+  sealingKey: CryptoKey;
+  root: CertifiedKey;
+  rootCA: StoredCertificate;
+  transactionSigner: StoredCertificate;
+  mesh: CertifiedKey;
+  meshCA: StoredCertificate;
+  intermediateCA: StoredCertificate;
+  head: SignedHead;
+  headBytes: Uint8Array;
+  headVersion: string;
+  manifest: Manifest;
+  history: HistoryEntry[];
+}
+
+/** The identity a mesh CA key is sealed to: its certificate's store hash. */
+export function meshKeyIdentity(meshCAHash: string): string {
+  return `contrast-coordinator/mesh-ca-key/v1 ${meshCAHash}`;
+}
+
+/** The seed check the head carries: proves a seed right without revealing anything about it. */
+export async function seedCheck(engine: SeedEngine): Promise<string> {
+  return toHex(await engine.deriveSecret(seedCheckLabel, 32));
+}
+
+/** The sealing key of a seed. */
+export async function sealingKey(engine: SeedEngine): Promise<CryptoKey> {
+  return importSealingKey(await engine.deriveSecret(sealingKeyLabel, 32));
+}
+
+/** Describes a stored certificate. */
+export function storedCertificate(certificate: x509.X509Certificate, hash: string): StoredCertificate {
+  const der = certificateDer(certificate);
+  return { certificate, der, pem: toPem(der), hash };
+}
+
+async function loadCertificate(store: Store, hash: string): Promise<StoredCertificate> {
+  const der = await getObject(store, kinds.certificate, hash);
+  try {
+    return storedCertificate(parseCertificate(der), hash);
+  } catch {
+    const key = objectKey(kinds.certificate, hash);
+    throw new CoordinatorError("STATE_CORRUPT", `${key} is not a certificate`, { key });
+  }
+}
+
+async function rawPublicKey(cert: x509.X509Certificate): Promise<Uint8Array> {
+  return new Uint8Array(await subtle().exportKey("raw", await cert.publicKey.export(webcrypto())));
+}
+
+async function signedBy(cert: x509.X509Certificate, issuer: x509.X509Certificate): Promise<boolean> {
+  try {
+    return await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true }, webcrypto());
+  } catch {
+    return false;
+  }
+}
+
+function corrupt(hash: string, why: string): never {
+  const key = objectKey(kinds.certificate, hash);
+  throw new CoordinatorError("STATE_CORRUPT", `${key} ${why}`, { key });
+}
+
+/** Runs `fn` over items with at most `limit` in flight, keeping order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+/**
+ * Verifies the whole stored state against the seed and returns it as a Ready state: the head's
+ * signature, every CA object, and the history from the latest transition back to the first, each
+ * object hashed against its name. Nothing read is trusted before this returns.
+ */
+export async function loadReady(
+  store: Store,
+  engine: SeedEngine,
+  head: SignedHead,
+  headBytes: Uint8Array,
+  headVersion: string,
+  headKey: string,
+): Promise<Ready> {
+  if (!(await verifyHead(head, engine.transactionSigningKey.publicKey))) {
+    throw new CoordinatorError("STATE_CORRUPT", `${headKey}: the signature does not verify under the seed's key`, {
+      key: headKey,
+    });
+  }
+  const o = head.objects;
+  const [rootCA, transactionSigner, meshCA, intermediateCA] = await Promise.all([
+    loadCertificate(store, o.rootCA),
+    loadCertificate(store, o.transactionSigner),
+    loadCertificate(store, o.meshCA),
+    loadCertificate(store, o.intermediateCA),
+  ]);
+  if (!bytesEqual(await rawPublicKey(rootCA.certificate), engine.rootCAKey.publicPoint)) {
+    corrupt(o.rootCA, "does not certify the seed's root CA key");
+  }
+  if (!(await signedBy(rootCA.certificate, rootCA.certificate))) corrupt(o.rootCA, "is not validly self-signed");
+  if (!bytesEqual(await rawPublicKey(transactionSigner.certificate), engine.transactionSigningKey.publicPoint)) {
+    corrupt(o.transactionSigner, "does not certify the seed's transaction-signing key");
+  }
+  if (!(await signedBy(transactionSigner.certificate, rootCA.certificate))) {
+    corrupt(o.transactionSigner, "is not signed by the root CA");
+  }
+  if (!(await signedBy(intermediateCA.certificate, rootCA.certificate))) {
+    corrupt(o.intermediateCA, "is not signed by the root CA");
+  }
+  const meshPoint = await rawPublicKey(meshCA.certificate);
+  if (!bytesEqual(meshPoint, await rawPublicKey(intermediateCA.certificate))) {
+    corrupt(o.intermediateCA, "does not certify the mesh CA's key");
+  }
+  if (!(await signedBy(meshCA.certificate, meshCA.certificate))) corrupt(o.meshCA, "is not validly self-signed");
+
+  const sealing = await sealingKey(engine);
+  const sealedKeyName = objectKey(kinds.sealedKey, o.meshCAKey);
+  const pkcs8 = await open(
+    sealing,
+    await getObject(store, kinds.sealedKey, o.meshCAKey),
+    meshKeyIdentity(o.meshCA),
+    sealedKeyName,
+  );
+  const meshPublic = await meshCA.certificate.publicKey.export(webcrypto());
+  let meshKeys: CryptoKeyPair;
+  try {
+    meshKeys = await importMeshKey(pkcs8, meshPublic);
+    const probe = new Uint8Array(32);
+    const signature = await subtle().sign(signingAlgorithm, meshKeys.privateKey, probe);
+    if (!(await subtle().verify(signingAlgorithm, meshPublic, signature, probe))) throw new Error("key mismatch");
+  } catch (err) {
+    throw new CoordinatorError("STATE_CORRUPT", `${sealedKeyName} does not hold the mesh CA's private key`, {
+      key: sealedKeyName,
+      cause: err,
+    });
+  }
+
+  const history = await loadHistory(store, head);
+  const latest = history[history.length - 1]!;
+  const manifestKey = objectKey(kinds.manifest, latest.manifest);
+  const manifest = parseStoredManifest(await getObject(store, kinds.manifest, latest.manifest), manifestKey);
+  return {
+    engine,
+    sealingKey: sealing,
+    root: { privateKey: engine.rootCAKey.privateKey, certificate: rootCA.certificate, keyId: await subjectKeyId(engine.rootCAKey.publicKey) },
+    rootCA,
+    transactionSigner,
+    mesh: { privateKey: meshKeys.privateKey, certificate: intermediateCA.certificate, keyId: await subjectKeyId(meshPublic) },
+    meshCA,
+    intermediateCA,
+    head,
+    headBytes,
+    headVersion,
+    manifest,
+    history,
+  };
+}
+
+function parseStoredManifest(bytes: Uint8Array, key: string): Manifest {
+  try {
+    return parseManifest(bytes);
+  } catch (err) {
+    throw new CoordinatorError("STATE_CORRUPT", `${key} is not a valid manifest: ${(err as Error).message}`, { key });
+  }
+}
+
+/** Walks the transitions from the head back to the first, checking every transition, manifest and policy. */
+async function loadHistory(store: Store, head: SignedHead): Promise<HistoryEntry[]> {
+  const links: { transition: string; manifest: string }[] = [];
+  let current = head.latestTransition;
+  const zero = toHex(zeroHash);
+  while (current !== zero) {
+    if (links.length >= head.generation) {
+      const key = objectKey(kinds.transition, current);
+      throw new CoordinatorError("STATE_CORRUPT", `${key}: the history is longer than the head's generation`, { key });
+    }
+    const { manifestHash, previousTransition } = decodeTransitionAt(
+      await getObject(store, kinds.transition, current),
+      current,
+    );
+    links.push({ transition: current, manifest: toHex(manifestHash) });
+    current = toHex(previousTransition);
+  }
+  if (links.length !== head.generation) {
+    const key = objectKey(kinds.transition, head.latestTransition);
+    throw new CoordinatorError("STATE_CORRUPT", `${key}: the history has ${links.length} transitions, the head says ${head.generation}`, { key });
+  }
+  links.reverse();
+  const checkedPolicies = new Set<string>();
+  return mapLimit(links, 16, async (link) => {
+    const key = objectKey(kinds.manifest, link.manifest);
+    const manifest = parseStoredManifest(await getObject(store, kinds.manifest, link.manifest), key);
+    const policies = policyHashes(manifest);
+    for (const policy of policies) {
+      if (checkedPolicies.has(policy)) continue;
+      checkedPolicies.add(policy);
+      await getObject(store, kinds.policy, policy);
+    }
+    return { ...link, policies };
+  });
+}
+
+function decodeTransitionAt(bytes: Uint8Array, hash: string): ReturnType<typeof decodeTransition> {
+  try {
+    return decodeTransition(bytes);
+  } catch (err) {
+    const key = objectKey(kinds.transition, hash);
+    throw new CoordinatorError("STATE_CORRUPT", `${key}: ${(err as Error).message}`, { key });
+  }
+}

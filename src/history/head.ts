@@ -1,0 +1,164 @@
+// The head: the one mutable object per Coordinator name, signed by the transaction-signing key over a domain-separated message.
+import { z } from "zod";
+import { bytesEqual, fromBase64, fromUtf8, toBase64, utf8 } from "../encoding.js";
+import { domainMessage, signingAlgorithm } from "../crypto/ca.js";
+import { subtle } from "../crypto/provider.js";
+import { CoordinatorError } from "../errors.js";
+
+/** The format tag of heads this code writes and reads. */
+export const headFormat = "contrast-coordinator-head/v1";
+/** The domain-separation tag of the head signature. */
+export const headSignatureTag = "CONTRAST COORDINATOR HEAD v1";
+
+const hash = z.string().regex(/^[0-9a-f]{64}$/);
+
+/** A Coordinator name: a DNS label, as Kubernetes object names are. */
+export const coordinatorName = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "a lower-case DNS label (letters, digits, dashes; at most 63)");
+
+/** The recovery parameters: plain text in the head, authenticated by its signature. */
+export const recoverySchema = z
+  .object({
+    salt: hash,
+    threshold: z.number().int().min(1).max(255),
+    shares: z.number().int().min(1).max(255),
+    /** HKDF(seed, salt, "COORDINATOR SEED CHECK", 32): tells a wrong seed apart from a changed head. */
+    seedCheck: hash,
+  })
+  .strict();
+
+/** The store-object hashes the head pins. */
+export const headObjectsSchema = z
+  .object({
+    rootCA: hash,
+    transactionSigner: hash,
+    meshCA: hash,
+    intermediateCA: hash,
+    meshCAKey: hash,
+  })
+  .strict();
+
+const headSchema = z
+  .object({
+    format: z.literal(headFormat),
+    name: coordinatorName,
+    generation: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    latestTransition: hash,
+    objects: headObjectsSchema,
+    recovery: recoverySchema,
+    signature: z.string().max(256),
+  })
+  .strict();
+
+/** The head's content without its signature. */
+export interface Head {
+  name: string;
+  generation: number;
+  latestTransition: string;
+  objects: z.infer<typeof headObjectsSchema>;
+  recovery: z.infer<typeof recoverySchema>;
+}
+
+/** A head with its base64 P1363 ECDSA P-384/SHA-384 signature. */
+export interface SignedHead extends Head {
+  signature: string;
+}
+
+/** The store key of a Coordinator's head. */
+export function headKey(name: string): string {
+  return `heads:${name}`;
+}
+
+/** The exact message the signature covers: tag, zero byte, a fixed-order JSON array of every field. */
+export function headMessage(head: Head): Uint8Array {
+  const { objects: o, recovery: r } = head;
+  const fields = [
+    headFormat,
+    head.name,
+    head.generation,
+    head.latestTransition,
+    o.rootCA,
+    o.transactionSigner,
+    o.meshCA,
+    o.intermediateCA,
+    o.meshCAKey,
+    r.salt,
+    r.threshold,
+    r.shares,
+    r.seedCheck,
+  ];
+  return domainMessage(headSignatureTag, utf8(JSON.stringify(fields)));
+}
+
+/** The one byte encoding of a signed head: fixed key order, two-space JSON, a final newline. */
+export function headBytes(signed: SignedHead): Uint8Array {
+  const ordered = {
+    format: headFormat,
+    name: signed.name,
+    generation: signed.generation,
+    latestTransition: signed.latestTransition,
+    objects: {
+      rootCA: signed.objects.rootCA,
+      transactionSigner: signed.objects.transactionSigner,
+      meshCA: signed.objects.meshCA,
+      intermediateCA: signed.objects.intermediateCA,
+      meshCAKey: signed.objects.meshCAKey,
+    },
+    recovery: {
+      salt: signed.recovery.salt,
+      threshold: signed.recovery.threshold,
+      shares: signed.recovery.shares,
+      seedCheck: signed.recovery.seedCheck,
+    },
+    signature: signed.signature,
+  };
+  return utf8(JSON.stringify(ordered, null, 2) + "\n");
+}
+
+/** Signs a head and returns the bytes to store. */
+export async function signHead(head: Head, signingKey: CryptoKey): Promise<{ head: SignedHead; bytes: Uint8Array }> {
+  const signature = new Uint8Array(
+    await subtle().sign(signingAlgorithm, signingKey, headMessage(head) as BufferSource),
+  );
+  const signed: SignedHead = { ...head, signature: toBase64(signature) };
+  return { head: signed, bytes: headBytes(signed) };
+}
+
+/**
+ * Parses stored head bytes; anything malformed, or bytes that are not the one encoding of their
+ * content (so that served head bytes are exactly the signed ones), is STATE_CORRUPT naming the key.
+ */
+export function parseHead(bytes: Uint8Array, key: string): SignedHead {
+  let json: unknown;
+  try {
+    json = JSON.parse(fromUtf8(bytes));
+  } catch {
+    throw new CoordinatorError("STATE_CORRUPT", `${key} is not valid JSON`, { key });
+  }
+  const parsed = headSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CoordinatorError("STATE_CORRUPT", `${key} is malformed at ${issue?.path.join(".") || "top level"}`, { key });
+  }
+  const { name, generation, latestTransition, objects, recovery, signature } = parsed.data;
+  const head = { name, generation, latestTransition, objects, recovery, signature };
+  if (!bytesEqual(headBytes(head), bytes)) {
+    throw new CoordinatorError("STATE_CORRUPT", `${key} is not in its canonical encoding`, { key });
+  }
+  return head;
+}
+
+/** True if the head's signature verifies under the transaction-signing public key. */
+export async function verifyHead(head: SignedHead, publicKey: CryptoKey): Promise<boolean> {
+  try {
+    return await subtle().verify(
+      signingAlgorithm,
+      publicKey,
+      fromBase64(head.signature) as BufferSource,
+      headMessage(head) as BufferSource,
+    );
+  } catch {
+    return false;
+  }
+}

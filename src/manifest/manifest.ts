@@ -1,0 +1,122 @@
+// The manifest: its zod schema, semantic validation and hashing over the exact bytes received.
+import { z } from "zod";
+import { fromHex, fromUtf8, toHex } from "../encoding.js";
+import { sha256, subtle } from "../crypto/provider.js";
+import { CoordinatorError } from "../errors.js";
+
+/** A lower-case hex SHA-256 digest. */
+export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a lower-case hex SHA-256 digest");
+
+const dnsName = /^(\*\.)?([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)*$/;
+const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** True if `san` is an IPv4 or IPv6 address (as opposed to a DNS name). */
+export function isIpSan(san: string): boolean {
+  return ipv4.test(san) || (san.includes(":") && /^[0-9a-fA-F:.]+$/.test(san));
+}
+
+/** A subject alternative name: a DNS name (wildcards allowed in the first label) or an IP address. */
+export const subjectAltName = z
+  .string()
+  .min(1)
+  .max(253)
+  .refine((s) => isIpSan(s) || dnsName.test(s), "a DNS name or an IP address");
+
+/** One workload the manifest admits, keyed by the SHA-256 of its policy. */
+export const policyEntrySchema = z
+  .object({
+    SANs: z.array(subjectAltName).max(64),
+    WorkloadSecretID: z.string().min(1).max(256),
+  })
+  .strict();
+
+/** The manifest document, with Contrast's field names. */
+export const manifestSchema = z
+  .object({
+    Policies: z.record(sha256Hex, policyEntrySchema),
+    ReferenceValues: z.record(z.string(), z.unknown()).optional(),
+    WorkloadOwnerKeyDigests: z.array(sha256Hex).max(32),
+    SeedshareOwnerPubKeys: z
+      .array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo").max(8192))
+      .min(1, "at least one seed-share owner is needed, or the Coordinator could never be recovered")
+      .max(32),
+  })
+  .strict();
+
+/** A parsed, validated manifest. */
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** A manifest together with the exact bytes it was parsed from and their hash. */
+export interface ManifestDocument {
+  bytes: Uint8Array;
+  hash: Uint8Array;
+  manifest: Manifest;
+}
+
+/** Smallest RSA modulus a seed-share owner may use. */
+export const minSeedShareOwnerBits = 3072;
+
+/** Parses manifest bytes: strict UTF-8 JSON that matches the schema. Throws INVALID_MANIFEST. */
+export function parseManifest(bytes: Uint8Array): Manifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(fromUtf8(bytes));
+  } catch (err) {
+    throw new CoordinatorError("INVALID_MANIFEST", `manifest is not UTF-8 JSON: ${(err as Error).message}`);
+  }
+  const parsed = manifestSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? issue.path.join(".") : "manifest";
+    throw new CoordinatorError("INVALID_MANIFEST", `${where}: ${issue?.message ?? "invalid"}`);
+  }
+  return parsed.data;
+}
+
+/** Imports a seed-share owner key for RSA-OAEP with SHA-256; throws INVALID_MANIFEST if unsuitable. */
+export async function importSeedShareOwnerKey(hexSpki: string): Promise<CryptoKey> {
+  let key: CryptoKey;
+  try {
+    key = await subtle().importKey(
+      "spki",
+      fromHex(hexSpki) as BufferSource,
+      { name: "RSA-OAEP", hash: "SHA-256" },
+      true,
+      ["encrypt"],
+    );
+  } catch {
+    throw new CoordinatorError("INVALID_MANIFEST", "SeedshareOwnerPubKeys: not an RSA public key (hex DER SPKI)");
+  }
+  const bits = (key.algorithm as RsaHashedKeyAlgorithm).modulusLength;
+  if (bits < minSeedShareOwnerBits) {
+    throw new CoordinatorError(
+      "INVALID_MANIFEST",
+      `SeedshareOwnerPubKeys: RSA key of ${bits} bits, at least ${minSeedShareOwnerBits} needed`,
+    );
+  }
+  return key;
+}
+
+/** Parses and fully validates manifest bytes, including the seed-share owner keys, and hashes them. */
+export async function readManifest(bytes: Uint8Array): Promise<ManifestDocument> {
+  const manifest = parseManifest(bytes);
+  const owners = new Set(manifest.SeedshareOwnerPubKeys);
+  if (owners.size !== manifest.SeedshareOwnerPubKeys.length) {
+    throw new CoordinatorError("INVALID_MANIFEST", "SeedshareOwnerPubKeys: the same key is listed twice");
+  }
+  if (new Set(manifest.WorkloadOwnerKeyDigests).size !== manifest.WorkloadOwnerKeyDigests.length) {
+    throw new CoordinatorError("INVALID_MANIFEST", "WorkloadOwnerKeyDigests: the same digest is listed twice");
+  }
+  for (const key of manifest.SeedshareOwnerPubKeys) await importSeedShareOwnerKey(key);
+  return { bytes, hash: await sha256(bytes), manifest };
+}
+
+/** The policy hashes a manifest references, sorted. */
+export function policyHashes(manifest: Manifest): string[] {
+  return Object.keys(manifest.Policies).sort();
+}
+
+/** The hex SHA-256 of a public key's DER SPKI: how the manifest names workload-owner keys. */
+export async function keyDigest(spki: Uint8Array): Promise<string> {
+  return toHex(await sha256(spki));
+}
