@@ -18,6 +18,7 @@ export interface AppDeps {
 }
 
 const states = ["uninitialized", "recovery-required", "ready", "stale"] as const;
+const methods = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 const knownPaths = ["/v1/status", "/v1/manifest", "/v1/manifests", "/v1/recover", "/v1/mesh/certificate", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
 
 /** Builds the Hono app over a started Coordinator. */
@@ -31,7 +32,7 @@ export function createApp(deps: AppDeps): Hono {
   app.use(async function countRequests(c, next) {
     await next();
     metrics.inc("coordinator_http_requests_total", "HTTP requests by method and status.", {
-      method: c.req.method,
+      method: methods.has(c.req.method) ? c.req.method : "OTHER",
       status: String(c.res.status),
     });
   });

@@ -16,7 +16,10 @@
  * unconditional write of an ordinary key then renames the temp file over `<name>` and fsyncs the
  * directory. A versioned write hard-links the temp file to `<seq+1>` (link() creates atomically and
  * fails with EEXIST if another writer — in this or any other process — took that number first),
- * fsyncs `@v/`, unlinks the temp file and prunes versions older than the last few.
+ * fsyncs `@v/` and unlinks the temp file. Versions are never deleted: a sequence number that once
+ * existed can never be created again, which is what makes link() a compare-and-swap (if old versions
+ * were pruned, a writer that read a stale version could re-create a pruned number and win with a stale
+ * base). A head version is about 1 KiB, one per manifest update.
  *
  * Compare-and-swap (`setItemRaw` with `ifMatch`): read the current value, compare its SHA-256 hex with
  * `ifMatch` (null: no value), link to the next number; EEXIST means someone else won → CONFLICT.
@@ -52,8 +55,6 @@ export interface FsDriverOptions {
 
 const VERSIONS_SUFFIX = "@v";
 const TEMP_PREFIX = ".tmp-";
-/** How many versions of a versioned key are kept (the current one included). */
-const KEEP_VERSIONS = 4;
 /** Temp files older than this are left over from a crash and may be deleted. */
 const STALE_TEMP_MS = 10 * 60 * 1000;
 const MAX_ATTEMPTS = 10_000;
@@ -205,7 +206,7 @@ async function readCurrent(p: Paths, read: boolean): Promise<Current> {
     if (seq !== undefined) {
       const path = join(p.versions, versionName(seq));
       const got = await loadFile(path, read);
-      if (got === GONE) continue; // pruned after we listed: a newer version exists
+      if (got === GONE) continue; // removed after we listed (by hand): look again
       return got === null ? { seq, path: null, bytes: null } : { seq, path, bytes: got };
     }
     const got = await loadFile(p.plain, read);
@@ -218,8 +219,8 @@ async function readCurrent(p: Paths, read: boolean): Promise<Current> {
   throw new StoreError("UNAVAILABLE", `fs driver: ${p.plain} kept changing while being read`);
 }
 
-/** Deletes versions older than the last few and temp files left over from crashes. */
-async function prune(dir: string, latest: number): Promise<void> {
+/** Deletes temp files left over from crashes (never a version: see the layout notes). */
+async function sweepTemps(dir: string): Promise<void> {
   let names: string[];
   try {
     names = await fsp.readdir(dir);
@@ -231,9 +232,7 @@ async function prune(dir: string, latest: number): Promise<void> {
     names.map(async (name) => {
       const path = join(dir, name);
       try {
-        if (versionPattern.test(name)) {
-          if (Number(name) <= latest - KEEP_VERSIONS) await fsp.rm(path, { recursive: true, force: true });
-        } else if (name.startsWith(TEMP_PREFIX)) {
+        if (name.startsWith(TEMP_PREFIX)) {
           const st = await fsp.stat(path);
           if (now - st.mtimeMs > STALE_TEMP_MS) await unlinkQuiet(path);
         }
@@ -244,10 +243,10 @@ async function prune(dir: string, latest: number): Promise<void> {
   );
 }
 
-/** Housekeeping after a version was added: the plain file is obsolete, old versions go. */
-async function afterVersionedWrite(p: Paths, seq: number): Promise<void> {
+/** Housekeeping after a version was added: the plain file is obsolete, stale temp files go. */
+async function afterVersionedWrite(p: Paths): Promise<void> {
   await unlinkQuiet(p.plain);
-  await prune(p.versions, seq);
+  await sweepTemps(p.versions);
 }
 
 /** Atomically creates version `seq` from `temp` (or a tombstone if `temp` is null); false if it exists. */
@@ -291,7 +290,7 @@ async function appendVersion(p: Paths, bytes: Uint8Array | null): Promise<void> 
   } finally {
     if (temp !== null) await unlinkQuiet(temp);
   }
-  await afterVersionedWrite(p, seq);
+  await afterVersionedWrite(p);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -345,7 +344,7 @@ async function writeConditional(p: Paths, key: string, bytes: Uint8Array, ifMatc
   } finally {
     if (temp !== null) await unlinkQuiet(temp);
   }
-  await afterVersionedWrite(p, won);
+  await afterVersionedWrite(p);
 }
 
 async function remove(p: Paths): Promise<void> {

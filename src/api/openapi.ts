@@ -41,6 +41,7 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { 200: { description: "certificate", ...json(s.meshCertificateResponse) }, ...errors(400, 403, 409) },
         },
       },
+      "/v1/openapi.json": { get: { summary: "This document", responses: { 200: { description: "OpenAPI 3.1" } } } },
       "/healthz": { get: { summary: "Liveness", responses: { 200: { description: "alive" } } } },
       "/readyz": { get: { summary: "Readiness: ready only in state ready", responses: { 200: { description: "ready" }, 503: { description: "not ready" } } } },
       "/metrics": { get: { summary: "Prometheus metrics", responses: { 200: { description: "text" } } } },

@@ -4,8 +4,16 @@ import type { z } from "zod";
 import { CoordinatorError, errorBody } from "../errors.js";
 import { StoreError } from "../storage/store.js";
 
-/** Parses a JSON body against a schema; anything else is INVALID_JSON or INVALID_REQUEST. */
+/**
+ * Parses a JSON body against a schema. The body must be declared `application/json` (so a page on
+ * another origin cannot send it as a CORS "simple request"); then anything else is INVALID_JSON or
+ * INVALID_REQUEST.
+ */
 export async function readBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  const mediaType = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (mediaType !== "application/json") {
+    throw new CoordinatorError("UNSUPPORTED_MEDIA_TYPE", "the request body must be sent as application/json");
+  }
   let json: unknown;
   try {
     json = JSON.parse(await c.req.text());

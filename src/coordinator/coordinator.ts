@@ -22,7 +22,8 @@ import { headKey, parseHead, signHead, verifyHead } from "../history/head.js";
 import type { Head, SignedHead } from "../history/head.js";
 import { getObject, kinds, putObject } from "../history/objects.js";
 import { encodeTransition, transitionHash, zeroHash } from "../history/transition.js";
-import { isIpSan, keyDigest, readManifest } from "../manifest/manifest.js";
+import { keyDigest, readManifest } from "../manifest/manifest.js";
+import { generalName } from "../manifest/san.js";
 import type { ManifestDocument } from "../manifest/manifest.js";
 import { StoreError, contentVersion } from "../storage/store.js";
 import type { Store } from "../storage/store.js";
@@ -467,7 +468,7 @@ export class Coordinator {
     }
     const leaf = await issueLeaf(
       ready.mesh,
-      { publicKey, sans: entry.SANs, commonName: entry.SANs[0] ?? policyHash, isIp: isIpSan },
+      { publicKey, sans: entry.SANs.map(generalName), commonName: entry.SANs[0] ?? policyHash },
       this.now(),
     );
     const secret = await ready.engine.workloadSecret(entry.WorkloadSecretID);

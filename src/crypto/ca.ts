@@ -2,6 +2,7 @@
 import * as x509 from "@peculiar/x509";
 import { concat, toBase64, toHex } from "../encoding.js";
 import { randomBytes, sha256, subtle, webcrypto } from "./provider.js";
+import type { GeneralName } from "../manifest/san.js";
 
 /** ECDSA P-384 with SHA-384: the algorithm of every CA signature. */
 export const signingAlgorithm = { name: "ECDSA", hash: "SHA-384" } as const;
@@ -156,9 +157,8 @@ export async function importMeshKey(pkcs8: Uint8Array, publicKey: CryptoKey): Pr
 /** What a workload certificate says. */
 export interface LeafRequest {
   publicKey: CryptoKey;
-  sans: string[];
+  sans: GeneralName[];
   commonName: string;
-  isIp: (san: string) => boolean;
 }
 
 /** Issues a workload certificate signed by the mesh CA key (its chain: leaf, intermediate). */
@@ -179,7 +179,7 @@ export async function issueLeaf(
   if (request.sans.length > 0) {
     extensions.push(
       new x509.SubjectAlternativeNameExtension(
-        request.sans.map((value) => ({ type: request.isIp(value) ? ("ip" as const) : ("dns" as const), value })),
+        request.sans.map((name) => ({ type: name.type, value: name.value })),
       ),
     );
   }

@@ -3,24 +3,13 @@ import { z } from "zod";
 import { fromHex, fromUtf8, toHex } from "../encoding.js";
 import { sha256, subtle } from "../crypto/provider.js";
 import { CoordinatorError } from "../errors.js";
+import { isValidSan } from "./san.js";
 
 /** A lower-case hex SHA-256 digest. */
 export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a lower-case hex SHA-256 digest");
 
-const dnsName = /^(\*\.)?([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)*$/;
-const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
-/** True if `san` is an IPv4 or IPv6 address (as opposed to a DNS name). */
-export function isIpSan(san: string): boolean {
-  return ipv4.test(san) || (san.includes(":") && /^[0-9a-fA-F:.]+$/.test(san));
-}
-
 /** A subject alternative name: a DNS name (wildcards allowed in the first label) or an IP address. */
-export const subjectAltName = z
-  .string()
-  .min(1)
-  .max(253)
-  .refine((s) => isIpSan(s) || dnsName.test(s), "a DNS name or an IP address");
+export const subjectAltName = z.string().refine(isValidSan, "a DNS name or an IP address");
 
 /** One workload the manifest admits, keyed by the SHA-256 of its policy. */
 export const policyEntrySchema = z

@@ -14,7 +14,7 @@ import { sha256, subtle, webcrypto } from "../../src/crypto/provider.js";
 import { importSealingKey, open, seal } from "../../src/crypto/sealed.js";
 import { SeedEngine } from "../../src/crypto/seedengine.js";
 import { toHex, utf8 } from "../../src/encoding.js";
-import { isIpSan } from "../../src/manifest/manifest.js";
+import { generalName } from "../../src/manifest/san.js";
 import { implementations, usingImplementation } from "./implementations.js";
 
 const now = new Date("2026-11-28T12:00:00Z");
@@ -83,7 +83,7 @@ describe.each(implementations)("certificates on %s", (_name, impl) => {
     const workload = (await subtle().generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
     const leaf = await issueLeaf(
       { privateKey: mesh.keys.privateKey, certificate: mesh.intermediate, keyId: await subjectKeyId(mesh.keys.publicKey) },
-      { publicKey: workload.publicKey, sans: ["web", "*.web.svc", "10.0.0.1", "::1"], commonName: "web", isIp: isIpSan },
+      { publicKey: workload.publicKey, sans: ["web", "*.web.svc", "10.0.0.1", "::1"].map(generalName), commonName: "web" },
       now,
     );
     expect(await signedBy(leaf, mesh.intermediate)).toBe(true);
