@@ -1,23 +1,35 @@
 // Bundles each entry point into one self-contained ES module under dist/ (no node_modules needed at run time).
 import { build } from "esbuild";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 
-const entries = [{ in: "adapters/node/main.ts", out: "coordinator" }];
+// CommonJS dependencies call require() for Node built-ins; give the ES module bundle one.
+const nodeRequire = "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
+
+const entries = [
+  // The Coordinator server for Node: `node dist/coordinator.mjs`.
+  { in: "adapters/node/main.ts", out: "coordinator", platform: "node", banner: nodeRequire },
+  // The `contrast` command-line tool: `node dist/contrast.mjs` (the package's bin).
+  { in: "adapters/cli/main.ts", out: "contrast", platform: "node", banner: `#!/usr/bin/env node\n${nodeRequire}` },
+  // The Coordinator as a Worker for workerd / wrangler.
+  { in: "adapters/worker/index.ts", out: "worker", platform: "neutral", banner: "" },
+];
 
 mkdirSync("dist", { recursive: true });
 for (const entry of entries) {
+  if (!existsSync(entry.in)) continue;
   await build({
     entryPoints: [entry.in],
     outfile: `dist/${entry.out}.mjs`,
     bundle: true,
-    platform: "node",
+    platform: entry.platform,
     format: "esm",
-    target: "node20",
+    target: entry.platform === "node" ? "node20" : "es2022",
+    conditions: entry.platform === "neutral" ? ["workerd", "worker", "browser", "import", "default"] : [],
+    mainFields: entry.platform === "neutral" ? ["module", "main"] : undefined,
     minify: true,
     sourcemap: false,
     legalComments: "none",
-    // Some dependencies are CommonJS and call require() for Node built-ins.
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: entry.banner ? { js: entry.banner } : undefined,
     logLevel: "warning",
   });
 }
