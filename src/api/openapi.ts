@@ -29,9 +29,13 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/v1/recover": {
         post: {
-          summary: "Recover with the seed",
+          summary: "Submit one seed share; with threshold t the t-th distinct share completes the recovery",
           requestBody: { required: true, ...json(s.recoverRequest) },
-          responses: { 200: { description: "recovered", ...json(s.recoverResponse) }, ...errors(400, 403, 409, 502, 503) },
+          responses: { 200: { description: "progress or recovered", ...json(s.recoverResponse) }, ...errors(400, 403, 409, 502, 503) },
+        },
+        delete: {
+          summary: "Discard the shares of an unfinished recovery",
+          responses: { 200: { description: "reset", ...json(s.recoverResponse) }, ...errors(409) },
         },
       },
       "/v1/mesh/certificate": {

@@ -69,9 +69,12 @@ export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): 
   api.post("/recover", limit(limits.small), async function recover(c) {
     const body = await readBody(c, recoverRequest);
     try {
-      const result = await coordinator.recover({ share: decodeBase64Field(body.share, "share"), salt: fromHex(body.salt) });
-      metrics.inc("coordinator_recoveries_total", "Recover requests by outcome.", { outcome: "ok" });
-      log("info", "recovered", { generation: coordinator.status().generation });
+      const share = decodeBase64Field(body.share, "share");
+      if (share.length < 32) throw new CoordinatorError("INVALID_REQUEST", `share: ${share.length} bytes, at least 32 expected`);
+      const result = await coordinator.recover({ share, salt: fromHex(body.salt) });
+      const done = result.state === "ready";
+      metrics.inc("coordinator_recoveries_total", "Recover requests by outcome.", { outcome: done ? "ok" : "share-accepted" });
+      log("info", done ? "recovered" : "seed share accepted", { ...result.recovery, generation: coordinator.status().generation });
       return c.json(result);
     } catch (err) {
       const code = err instanceof CoordinatorError ? err.code : "INTERNAL";
@@ -79,6 +82,12 @@ export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): 
       log("warn", "recovery refused", { code, message: err instanceof Error ? err.message : String(err) });
       throw err;
     }
+  });
+
+  api.delete("/recover", async function resetRecovery(c) {
+    const recovery = await coordinator.resetRecovery();
+    log("info", "recovery attempt reset");
+    return c.json({ state: coordinator.currentState, recovery });
   });
 
   api.post("/mesh/certificate", limit(limits.small), async function meshCertificate(c) {

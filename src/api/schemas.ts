@@ -45,12 +45,16 @@ export const setManifestResponse = z.object({
 /** POST /v1/recover */
 export const recoverRequest = z
   .object({
-    share: base64(1024).describe("the decrypted seed share (with threshold 1: the seed itself), base64"),
+    share: base64(1024).describe("one decrypted seed share (with threshold 1: the recovery seed itself), base64"),
     salt: sha256Hex.describe("the salt from the seed-share document, hex"),
   })
   .strict();
 
-const progress = z.object({ threshold: z.number().int(), received: z.number().int() });
+const progress = z.object({
+  threshold: z.number().int(),
+  received: z.number().int(),
+  nonce: z.string().nullable().describe("identifies the current recovery attempt; null before the first share"),
+});
 
 /** Answer of POST /v1/recover */
 export const recoverResponse = z.object({ state: z.string(), recovery: progress });

@@ -6,20 +6,19 @@ import {
   createTransactionSignerCertificate,
   domainMessage,
   issueLeaf,
-  parseCertificate,
   subjectKeyId,
 } from "../crypto/ca.js";
 import type { CertifiedKey } from "../crypto/ca.js";
-import { randomBytes, subtle, webcrypto } from "../crypto/provider.js";
+import { randomBytes, subtle } from "../crypto/provider.js";
 import { seal } from "../crypto/sealed.js";
 import { SeedEngine } from "../crypto/seedengine.js";
-import { encryptSeedShares } from "../crypto/seedshares.js";
+import { combineShares, shareCommitment } from "../crypto/seedshares.js";
 import type { SeedShareDocument } from "../crypto/seedshares.js";
 import { validatorFor } from "../attestation/validator.js";
 import type { Validators } from "../attestation/validator.js";
 import { CoordinatorError } from "../errors.js";
-import { headKey, parseHead, signHead, verifyHead } from "../history/head.js";
-import type { Head, SignedHead } from "../history/head.js";
+import { headKey, parseHead, signHead } from "../history/head.js";
+import type { Head } from "../history/head.js";
 import { getObject, kinds, putObject } from "../history/objects.js";
 import { encodeTransition, transitionHash, zeroHash } from "../history/transition.js";
 import { keyDigest, readManifest } from "../manifest/manifest.js";
@@ -27,7 +26,17 @@ import { generalName } from "../manifest/san.js";
 import type { ManifestDocument } from "../manifest/manifest.js";
 import { StoreError, contentVersion } from "../storage/store.js";
 import type { Store } from "../storage/store.js";
-import { loadReady, meshKeyIdentity, sealingKey, seedCheck, storedCertificate } from "./ready.js";
+import { loadReady, meshKeyIdentity, sealingKey, storedCertificate } from "./ready.js";
+import {
+  defaultRecoveryTimeoutMs,
+  freshRecoverySeed,
+  newRecovery,
+  openRootSeed,
+  RecoveryAttempt,
+  recoverySeedLength,
+  saltLength,
+  sameOwners,
+} from "./recovery.js";
 import type { Ready } from "./ready.js";
 
 /** The states of DESIGN G6. */
@@ -35,10 +44,6 @@ export type CoordinatorState = "uninitialized" | "recovery-required" | "ready" |
 
 /** The domain-separation tag of a workload owner's update signature over the new transition hash. */
 export const updateSignatureTag = "CONTRAST COORDINATOR MANIFEST UPDATE v1";
-/** Length of a fresh seed. */
-export const seedLength = 64;
-/** Length of a fresh salt. */
-export const saltLength = 32;
 
 /** The message a workload owner signs to update: tag, zero byte, the 32-byte new transition hash. */
 export function updateMessage(newTransition: Uint8Array): Uint8Array {
@@ -51,6 +56,8 @@ export interface CoordinatorDeps {
   name: string;
   validators: Validators;
   now?: () => Date;
+  /** How long shares of an unfinished recovery are kept (default 10 minutes). */
+  recoveryTimeoutMs?: number;
 }
 
 /** A `set` request, decoded. */
@@ -70,10 +77,11 @@ export interface SetManifestResult {
   seedShares?: SeedShareDocument;
 }
 
-/** Recovery progress, as status and recover report it. */
+/** Recovery progress, as status and recover report it; `nonce` names the current attempt (null: none yet). */
 export interface RecoveryProgress {
   threshold: number;
   received: number;
+  nonce: string | null;
 }
 
 /** The Coordinator's status. */
@@ -127,33 +135,48 @@ export class Coordinator {
   private readonly validators: Validators;
   private readonly now: () => Date;
   private readonly writes = new Mutex();
+  private readonly recoveryTimeoutMs: number;
   private state: CoordinatorState;
   private ready: Ready | null = null;
-  private recovery: RecoveryProgress | null;
+  /** The threshold of the head last read while not ready (unverified: for display). */
+  private threshold: number;
+  private attempt: RecoveryAttempt | null = null;
 
-  private constructor(deps: CoordinatorDeps, state: CoordinatorState, recovery: RecoveryProgress | null) {
+  private constructor(deps: CoordinatorDeps, state: CoordinatorState, threshold: number) {
     this.name = deps.name;
     this.store = deps.store;
     this.validators = deps.validators;
     this.now = deps.now ?? (() => new Date());
+    this.recoveryTimeoutMs = deps.recoveryTimeoutMs ?? defaultRecoveryTimeoutMs;
     this.state = state;
-    this.recovery = recovery;
+    this.threshold = threshold;
   }
 
   /** Starts a Coordinator: recovery-required if a head exists for its name, else uninitialized. */
   static async start(deps: CoordinatorDeps): Promise<Coordinator> {
     const stored = await deps.store.get(headKey(deps.name));
-    if (stored === null) return new Coordinator(deps, "uninitialized", null);
-    return new Coordinator(deps, "recovery-required", Coordinator.progressOf(stored, deps.name));
+    if (stored === null) return new Coordinator(deps, "uninitialized", 1);
+    return new Coordinator(deps, "recovery-required", Coordinator.thresholdOf(stored, deps.name));
   }
 
-  /** Recovery parameters from an unverified head, for display only; a malformed head shows threshold 1. */
-  private static progressOf(stored: Uint8Array, name: string): RecoveryProgress {
+  /** The threshold of an unverified head, for display only; a malformed head shows 1. */
+  private static thresholdOf(stored: Uint8Array, name: string): number {
     try {
-      return { threshold: parseHead(stored, headKey(name)).recovery.threshold, received: 0 };
+      return parseHead(stored, headKey(name)).recovery.threshold;
     } catch {
-      return { threshold: 1, received: 0 };
+      return 1;
     }
+  }
+
+  /** The current attempt, dropped once it has expired. */
+  private currentAttempt(): RecoveryAttempt | null {
+    if (this.attempt?.expired(this.now().getTime())) this.dropAttempt();
+    return this.attempt;
+  }
+
+  private progress(): RecoveryProgress {
+    const attempt = this.currentAttempt();
+    return { threshold: this.threshold, received: attempt?.shares.size ?? 0, nonce: attempt?.nonce ?? null };
   }
 
   /** The current state. */
@@ -169,7 +192,7 @@ export class Coordinator {
       name: this.name,
       generation: head?.generation ?? null,
       latestTransition: head?.latestTransition ?? null,
-      recovery: this.state === "recovery-required" ? this.recovery : null,
+      recovery: this.state === "recovery-required" ? this.progress() : null,
     };
   }
 
@@ -218,8 +241,11 @@ export class Coordinator {
     let rootCA: Ready["rootCA"];
     let transactionSigner: Ready["transactionSigner"];
     let seedShares: SeedShareDocument | undefined;
+    const threshold = doc.manifest.Threshold ?? 1;
+    const owners = doc.manifest.SeedshareOwnerPubKeys;
+    let recovery: Head["recovery"];
     if (current === null) {
-      const seed = randomBytes(seedLength);
+      const seed = randomBytes(recoverySeedLength);
       const salt = randomBytes(saltLength);
       engine = await SeedEngine.create(seed, salt);
       const rootKeys = { privateKey: engine.rootCAKey.privateKey, publicKey: engine.rootCAKey.publicKey };
@@ -231,9 +257,17 @@ export class Coordinator {
         signerCert,
         await putObject(this.store, kinds.certificate, new Uint8Array(signerCert.rawData)),
       );
-      seedShares = await encryptSeedShares(seed, salt, doc.manifest.SeedshareOwnerPubKeys, this.name);
+      // The first recovery seed is the root seed itself: with threshold 1 every owner holds exactly
+      // the seed Contrast would hand out.
+      ({ recovery, seedShares } = await newRecovery(engine, seed, salt, owners, threshold, this.name));
     } else {
       ({ engine, root, rootCA, transactionSigner } = current);
+      recovery = current.head.recovery;
+      if (!sameOwners(current.manifest.SeedshareOwnerPubKeys, current.manifest.Threshold ?? 1, owners, threshold)) {
+        // Rotation: a new recovery seed for the new owners; the old shares no longer open the root seed.
+        const fresh = freshRecoverySeed();
+        ({ recovery, seedShares } = await newRecovery(engine, fresh.seed, fresh.salt, owners, threshold, this.name));
+      }
     }
 
     const mesh = await createMeshCA(root, now);
@@ -257,12 +291,7 @@ export class Coordinator {
         intermediateCA: intermediateHash,
         meshCAKey: meshKeyHash,
       },
-      recovery: current?.head.recovery ?? {
-        salt: toHex(engine.salt),
-        threshold: 1,
-        shares: doc.manifest.SeedshareOwnerPubKeys.length,
-        seedCheck: await seedCheck(engine),
-      },
+      recovery,
     };
     const signed = await signHead(head, engine.transactionSigningKey.privateKey);
     let headVersion: string;
@@ -302,7 +331,6 @@ export class Coordinator {
       ],
     };
     this.state = "ready";
-    this.recovery = null;
     const result: SetManifestResult = {
       transition: head.latestTransition,
       generation: head.generation,
@@ -316,7 +344,6 @@ export class Coordinator {
   private becomeStale(current: Ready | null): void {
     if (current === null) {
       this.state = "recovery-required";
-      this.recovery = { threshold: 1, received: 0 };
     } else {
       this.state = "stale";
     }
@@ -377,7 +404,11 @@ export class Coordinator {
     }
   }
 
-  /** Recovers with the seed (threshold 1): verifies the whole stored state against it, then serves it. */
+  /**
+   * Takes one seed share (with threshold 1: the recovery seed itself). Each share is checked on its
+   * own against the head's commitments before it is kept; once `threshold` distinct shares are in,
+   * they are combined, the root seed is unsealed, and the whole stored state is verified against it.
+   */
   recover(input: { share: Uint8Array; salt: Uint8Array }): Promise<{ state: CoordinatorState; recovery: RecoveryProgress }> {
     return this.writes.run(async () => {
       if (this.state === "uninitialized" || this.state === "ready") {
@@ -388,46 +419,78 @@ export class Coordinator {
       if (stored === null) {
         this.state = "uninitialized";
         this.ready = null;
-        this.recovery = null;
+        this.dropAttempt();
         throw new CoordinatorError("NOT_IN_RECOVERY", "the store holds no state for this Coordinator any more");
       }
       const head = parseHead(stored.value, key);
       if (head.name !== this.name) {
         throw new CoordinatorError("STATE_CORRUPT", `${key} belongs to Coordinator ${JSON.stringify(head.name)}`, { key });
       }
-      this.recovery = { threshold: head.recovery.threshold, received: 0 };
-      const engine = await SeedEngine.create(input.share, input.salt);
-      if (!(await verifyHead(head, engine.transactionSigningKey.publicKey))) {
-        if (await this.seedMatches(engine, head)) {
-          throw new CoordinatorError("STATE_CORRUPT", `${key}: the signature does not verify, although the seed is right`, { key });
-        }
-        if (!bytesEqual(input.salt, fromHex(head.recovery.salt))) {
-          throw new CoordinatorError("SALT_MISMATCH", "the salt is not the one this Coordinator's seed was made with");
-        }
-        throw new CoordinatorError("SEED_MISMATCH", "the seed is not the one this Coordinator's state was made with");
+      const r = head.recovery;
+      this.threshold = r.threshold;
+      let attempt = this.currentAttempt();
+      if (attempt !== null && attempt.headVersion !== stored.version) {
+        this.dropAttempt();
+        attempt = null;
       }
+
+      const corruptHead = (why: string) => new CoordinatorError("STATE_CORRUPT", `${key}: ${why}`, { key });
+      // With threshold 1 the share is the recovery seed: if it opens the sealed root seed although the
+      // salt or commitment disagree, the owner is right and the head was changed.
+      const opensRoot = async () =>
+        r.threshold === 1 && (await openRootSeed(input.share, input.salt, r.sealedRootSeed, this.name)) !== null;
+      if (!bytesEqual(input.salt, fromHex(r.salt))) {
+        if (await opensRoot()) throw corruptHead("the recovery parameters were changed");
+        throw new CoordinatorError(
+          "SALT_MISMATCH",
+          "this share belongs to another deployment, or to seed-share owners that a manifest update replaced",
+        );
+      }
+      const commitment = await shareCommitment(input.salt, input.share);
+      if (!r.commitments.includes(commitment)) {
+        if (await opensRoot()) throw corruptHead("the share commitments were changed");
+        if (r.threshold === 1) {
+          throw new CoordinatorError("SEED_MISMATCH", "the seed is not the one this Coordinator's state was made with");
+        }
+        throw new CoordinatorError(
+          "SHARE_INVALID",
+          "this share matches none of the Coordinator's share commitments: it is corrupted or not one of its shares",
+        );
+      }
+      attempt ??= new RecoveryAttempt(stored.version, this.recoveryTimeoutMs, this.now().getTime());
+      if (attempt.shares.has(commitment)) {
+        throw new CoordinatorError("SHARE_REPEATED", `this share was already received in attempt ${attempt.nonce}`);
+      }
+      attempt.shares.set(commitment, input.share.slice());
+      this.attempt = attempt;
+      if (attempt.shares.size < r.threshold) return { state: this.state, recovery: this.progress() };
+
+      const received = { threshold: r.threshold, received: attempt.shares.size, nonce: attempt.nonce };
+      const recoverySeed = await combineShares([...attempt.shares.values()]).catch(() => null);
+      this.dropAttempt();
+      const rootSeed = recoverySeed && (await openRootSeed(recoverySeed, input.salt, r.sealedRootSeed, this.name));
+      if (!rootSeed) throw corruptHead("the shares match their commitments but do not open the sealed root seed");
+      const engine = await SeedEngine.create(rootSeed.seed, rootSeed.salt);
       this.ready = await loadReady(this.store, engine, head, stored.value, stored.version, key);
       this.state = "ready";
-      this.recovery = null;
-      return { state: this.state, recovery: { threshold: head.recovery.threshold, received: 1 } };
+      return { state: this.state, recovery: received };
     });
   }
 
-  /**
-   * Whether a seed is the right one although the head's signature failed (so the head was changed):
-   * its seed check matches, or its root key is the one in the root CA certificate the head names.
-   * Reads nothing it trusts; any failure to read counts as "no".
-   */
-  private async seedMatches(engine: SeedEngine, head: SignedHead): Promise<boolean> {
-    if ((await seedCheck(engine)) === head.recovery.seedCheck) return true;
-    try {
-      const der = await getObject(this.store, kinds.certificate, head.objects.rootCA);
-      const publicKey = await parseCertificate(der).publicKey.export(webcrypto());
-      const point = new Uint8Array(await subtle().exportKey("raw", publicKey));
-      return bytesEqual(point, engine.rootCAKey.publicPoint);
-    } catch {
-      return false;
-    }
+  /** Discards the shares of an unfinished recovery; the next share starts a new attempt. */
+  resetRecovery(): Promise<RecoveryProgress> {
+    return this.writes.run(async () => {
+      if (this.state === "uninitialized" || this.state === "ready") {
+        throw new CoordinatorError("NOT_IN_RECOVERY", `the Coordinator is ${this.state} and needs no recovery`);
+      }
+      this.dropAttempt();
+      return this.progress();
+    });
+  }
+
+  private dropAttempt(): void {
+    this.attempt?.discard();
+    this.attempt = null;
   }
 
   /** The verified history with exact bytes; every object is re-read and checked against its hash. */

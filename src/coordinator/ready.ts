@@ -17,8 +17,6 @@ import type { Store } from "../storage/store.js";
 
 /** HKDF label of the key that seals secrets at rest (AES-256-GCM). */
 export const sealingKeyLabel = "COORDINATOR STATE SEALING KEY";
-/** HKDF label of the seed check kept in the head. */
-export const seedCheckLabel = "COORDINATOR SEED CHECK";
 
 /** One verified link of the history, oldest first. */
 export interface HistoryEntry {
@@ -55,11 +53,6 @@ export interface Ready {
 /** The identity a mesh CA key is sealed to: its certificate's store hash. */
 export function meshKeyIdentity(meshCAHash: string): string {
   return `contrast-coordinator/mesh-ca-key/v1 ${meshCAHash}`;
-}
-
-/** The seed check the head carries: proves a seed right without revealing anything about it. */
-export async function seedCheck(engine: SeedEngine): Promise<string> {
-  return toHex(await engine.deriveSecret(seedCheckLabel, 32));
 }
 
 /** The sealing key of a seed. */

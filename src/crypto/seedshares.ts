@@ -1,26 +1,32 @@
-// Seed shares: the seed (or, with a threshold, one Shamir share of it) encrypted to each seed-share owner.
+// Seed shares: the recovery seed (or, with a threshold t > 1, one Shamir share of it) encrypted to each owner, with commitments.
+import { combine, split } from "shamir-secret-sharing";
 import { z } from "zod";
-import { fromBase64, fromHex, toBase64, toHex, utf8 } from "../encoding.js";
+import { concat, fromBase64, fromHex, toBase64, toHex, utf8 } from "../encoding.js";
 import { CoordinatorError } from "../errors.js";
-import { subtle } from "./provider.js";
+import { domainMessage } from "./ca.js";
+import { sha256, subtle } from "./provider.js";
 
 /** The RSA-OAEP label of every seed share, as in Contrast. */
 export const seedShareLabel = "seedshare";
 /** The format tag of a seed-share document. */
 export const seedSharesFormat = "contrast-seed-shares/v1";
+/** The domain-separation tag of a share commitment. */
+export const shareCommitmentTag = "CONTRAST COORDINATOR SEED SHARE v1";
 
-/** One owner's encrypted share. `index` is 1-based and names the share for threshold recovery. */
+/** One owner's encrypted share. `index` is 1-based; `commitment` lets the owner check the share offline. */
 export const seedShareSchema = z
   .object({
     index: z.number().int().min(1).max(255),
     ownerPublicKey: z.string().regex(/^([0-9a-f]{2})+$/),
     encryptedShare: z.string().min(1).max(8192),
+    commitment: z.string().regex(/^[0-9a-f]{64}$/),
   })
   .strict();
 
 /**
- * What the first `set` returns and the CLI keeps as `seed-shares.json`. With threshold 1 every share
- * is the whole seed; a later threshold t > 1 makes each share a Shamir share, in the same format.
+ * What a `set` that (re)creates the recovery seed returns and the CLI keeps as `seed-shares.json`.
+ * With threshold 1 every share is the whole recovery seed; with t > 1 each is a Shamir share over
+ * GF(256) (the secret's bytes plus one x-coordinate byte), any t of which recombine to the seed.
  */
 export const seedShareDocumentSchema = z
   .object({
@@ -37,14 +43,36 @@ export type SeedShareDocument = z.infer<typeof seedShareDocumentSchema>;
 
 const oaep = { name: "RSA-OAEP", label: utf8(seedShareLabel) as BufferSource } as const;
 
-/** Encrypts the seed to every owner key (hex DER SPKI, RSA) with RSA-OAEP SHA-256, label "seedshare". */
-export async function encryptSeedShares(
+/** The commitment to a share: SHA-256(tag ‖ 0x00 ‖ salt ‖ share), hex. Binds the share to its deployment's salt. */
+export async function shareCommitment(salt: Uint8Array, share: Uint8Array): Promise<string> {
+  return toHex(await sha256(domainMessage(shareCommitmentTag, concat(salt, share))));
+}
+
+/** The shares of a recovery seed: the seed itself n times for t = 1, else n Shamir shares. */
+export async function splitSeed(seed: Uint8Array, owners: number, threshold: number): Promise<Uint8Array[]> {
+  if (threshold < 1 || threshold > owners || owners > 255) {
+    throw new CoordinatorError("INVALID_MANIFEST", `Threshold ${threshold} needs 1 ≤ t ≤ ${owners} seed-share owners`);
+  }
+  if (threshold === 1) return Array.from({ length: owners }, () => seed.slice());
+  return split(seed, owners, threshold);
+}
+
+/** Recombines t distinct Shamir shares (or returns the single share for t = 1). */
+export async function combineShares(shares: Uint8Array[]): Promise<Uint8Array> {
+  if (shares.length === 1) return shares[0]!.slice();
+  return combine(shares);
+}
+
+/** Splits the recovery seed, encrypts share i to owner i (hex DER SPKI, RSA-OAEP SHA-256, label "seedshare"), and commits to each. */
+export async function makeSeedShares(
   seed: Uint8Array,
   salt: Uint8Array,
   ownerKeys: readonly string[],
+  threshold: number,
   coordinator: string,
 ): Promise<SeedShareDocument> {
-  const shares = [];
+  const shares = await splitSeed(seed, ownerKeys.length, threshold);
+  const out: SeedShareDocument["shares"] = [];
   for (const [i, ownerPublicKey] of ownerKeys.entries()) {
     const key = await subtle().importKey(
       "spki",
@@ -53,10 +81,11 @@ export async function encryptSeedShares(
       false,
       ["encrypt"],
     );
-    const encrypted = new Uint8Array(await subtle().encrypt(oaep, key, seed as BufferSource));
-    shares.push({ index: i + 1, ownerPublicKey, encryptedShare: toBase64(encrypted) });
+    const share = shares[i]!;
+    const encrypted = new Uint8Array(await subtle().encrypt(oaep, key, share as BufferSource));
+    out.push({ index: i + 1, ownerPublicKey, encryptedShare: toBase64(encrypted), commitment: await shareCommitment(salt, share) });
   }
-  return { format: seedSharesFormat, coordinator, salt: toHex(salt), threshold: 1, shares };
+  return { format: seedSharesFormat, coordinator, salt: toHex(salt), threshold, shares: out };
 }
 
 /** Decrypts one encrypted share with the owner's RSA-OAEP (SHA-256) private key. */

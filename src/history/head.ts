@@ -23,10 +23,16 @@ export const recoverySchema = z
     salt: hash,
     threshold: z.number().int().min(1).max(255),
     shares: z.number().int().min(1).max(255),
-    /** HKDF(seed, salt, "COORDINATOR SEED CHECK", 32): tells a wrong seed apart from a changed head. */
-    seedCheck: hash,
+    /** One commitment per share (SHA-256 of tag ‖ salt ‖ share): each share is checked on its own. */
+    commitments: z.array(hash).min(1).max(255),
+    /**
+     * The root seed and its salt (salt ‖ seed), AES-256-GCM under a key derived from the recovery
+     * seed: the recovery seed the owners hold opens it, and a rotation re-seals it to a new one.
+     */
+    sealedRootSeed: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).max(512),
   })
-  .strict();
+  .strict()
+  .refine((r) => r.commitments.length === r.shares && r.threshold <= r.shares, "threshold, shares and commitments disagree");
 
 /** The store-object hashes the head pins. */
 export const headObjectsSchema = z
@@ -86,7 +92,8 @@ export function headMessage(head: Head): Uint8Array {
     r.salt,
     r.threshold,
     r.shares,
-    r.seedCheck,
+    r.commitments,
+    r.sealedRootSeed,
   ];
   return domainMessage(headSignatureTag, utf8(JSON.stringify(fields)));
 }
@@ -109,7 +116,8 @@ export function headBytes(signed: SignedHead): Uint8Array {
       salt: signed.recovery.salt,
       threshold: signed.recovery.threshold,
       shares: signed.recovery.shares,
-      seedCheck: signed.recovery.seedCheck,
+      commitments: signed.recovery.commitments,
+      sealedRootSeed: signed.recovery.sealedRootSeed,
     },
     signature: signed.signature,
   };

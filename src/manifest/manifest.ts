@@ -29,6 +29,13 @@ export const manifestSchema = z
       .array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo").max(8192))
       .min(1, "at least one seed-share owner is needed, or the Coordinator could never be recovered")
       .max(32),
+    Threshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(255)
+      .optional()
+      .describe("how many seed-share owners recovery needs; absent or 1: each owner alone"),
   })
   .strict();
 
@@ -95,6 +102,13 @@ export async function readManifest(bytes: Uint8Array): Promise<ManifestDocument>
   }
   if (new Set(manifest.WorkloadOwnerKeyDigests).size !== manifest.WorkloadOwnerKeyDigests.length) {
     throw new CoordinatorError("INVALID_MANIFEST", "WorkloadOwnerKeyDigests: the same digest is listed twice");
+  }
+  const threshold = manifest.Threshold ?? 1;
+  if (threshold > manifest.SeedshareOwnerPubKeys.length) {
+    throw new CoordinatorError(
+      "INVALID_MANIFEST",
+      `Threshold: ${threshold} is more than the ${manifest.SeedshareOwnerPubKeys.length} seed-share owners`,
+    );
   }
   for (const key of manifest.SeedshareOwnerPubKeys) await importSeedShareOwnerKey(key);
   return { bytes, hash: await sha256(bytes), manifest };

@@ -93,7 +93,7 @@ describe("GET /v1/status", () => {
       name: coordinatorName,
       generation: null,
       latestTransition: null,
-      recovery: { threshold: 1, received: 0 },
+      recovery: { threshold: 1, received: 0, nonce: null },
     });
     statusResponse.parse(a.json);
   });
@@ -481,7 +481,7 @@ describe("POST /v1/recover", () => {
 
     const restarted = await postJson(f.app, "/v1/recover", right);
     expect(restarted.status).toBe(200);
-    expect(restarted.json).toEqual({ state: "ready", recovery: { threshold: 1, received: 1 } });
+    expect(restarted.json).toEqual({ state: "ready", recovery: { threshold: 1, received: 1, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) } });
     expect((await get(f.app, "/v1/status")).json).toEqual({
       state: "ready",
       name: coordinatorName,
@@ -528,7 +528,7 @@ describe("POST /v1/recover", () => {
     await refused(f, "/v1/recover", post({ share: f.recover!.share, salt: randomHex(32) }), 403, "SALT_MISMATCH");
     const a = await postJson(f.app, "/v1/recover", f.recover);
     expect(a.status).toBe(200);
-    expect(a.json).toEqual({ state: "ready", recovery: { threshold: 1, received: 1 } });
+    expect(a.json).toMatchObject({ state: "ready", recovery: { threshold: 1, received: 1 } });
     expect((await get(f.app, "/v1/status")).text).toBe((await get(f.peer!.app, "/v1/status")).text);
     expect((await get(f.app, "/v1/status")).json).toMatchObject({ state: "ready", generation: 2, latestTransition: f.peer!.transition });
     expect((await get(f.app, "/v1/manifests")).text).toBe((await get(f.peer!.app, "/v1/manifests")).text);

@@ -347,7 +347,7 @@ describe.each(rows(targets))("tampering with the %s is refused at recovery", (_w
 
 /**
  * One-byte changes of the head, each in a different field, each keeping the JSON well-formed. The
- * salt and seed check are unauthenticated until the signature is checked, but the owner's seed and
+ * salt and share commitments are unauthenticated until the signature is checked, but the owner's seed and
  * salt are right: a changed head must be named as such, not blamed on the owner's share.
  */
 const headChanges = [
@@ -362,7 +362,8 @@ const headChanges = [
   { field: "threshold", alphabet: DIGITS, offset: 0 },
   { field: "shares", alphabet: DIGITS, offset: 0 },
   { field: "salt", alphabet: HEX, offset: 10 },
-  { field: "seedCheck", alphabet: HEX, offset: 10 },
+  { field: "commitments", alphabet: HEX, offset: 15 },
+  { field: "sealedRootSeed", alphabet: B64, offset: 20 },
   { field: "name", alphabet: LETTERS, offset: 0 },
   { field: "format", alphabet: LETTERS, offset: 0 },
 ];

@@ -1,0 +1,104 @@
+// Recovery secrets and progress: the sealed root seed, share rotation, and the in-memory attempt that collects shares.
+import { concat, fromBase64, toBase64, toHex } from "../encoding.js";
+import { randomBytes } from "../crypto/provider.js";
+import { importSealingKey, open, seal } from "../crypto/sealed.js";
+import { hkdf } from "../crypto/seedengine.js";
+import type { SeedEngine } from "../crypto/seedengine.js";
+import { makeSeedShares } from "../crypto/seedshares.js";
+import type { SeedShareDocument } from "../crypto/seedshares.js";
+import type { Head } from "../history/head.js";
+
+/** HKDF label of the key, derived from the recovery seed, that seals the root seed. */
+export const recoverySealingLabel = "COORDINATOR RECOVERY SEALING KEY";
+/** Length of a fresh recovery seed (and of the root seed). */
+export const recoverySeedLength = 64;
+/** Length of a salt. */
+export const saltLength = 32;
+/** How long a partial recovery (some shares received) is kept, unless configured otherwise. */
+export const defaultRecoveryTimeoutMs = 10 * 60 * 1000;
+
+function rootSeedIdentity(name: string): string {
+  return `contrast-coordinator/root-seed/v1 ${name}`;
+}
+
+async function recoverySealingKey(recoverySeed: Uint8Array, salt: Uint8Array): Promise<CryptoKey> {
+  return importSealingKey(await hkdf(recoverySeed, salt, recoverySealingLabel, 32));
+}
+
+/** The head's recovery parameters for a recovery seed, and the seed-share document for its owners. */
+export async function newRecovery(
+  root: SeedEngine,
+  recoverySeed: Uint8Array,
+  recoverySalt: Uint8Array,
+  owners: readonly string[],
+  threshold: number,
+  name: string,
+): Promise<{ recovery: Head["recovery"]; seedShares: SeedShareDocument }> {
+  const seedShares = await makeSeedShares(recoverySeed, recoverySalt, owners, threshold, name);
+  const key = await recoverySealingKey(recoverySeed, recoverySalt);
+  const sealed = await seal(key, concat(root.salt, root.seed), rootSeedIdentity(name));
+  return {
+    recovery: {
+      salt: toHex(recoverySalt),
+      threshold,
+      shares: owners.length,
+      commitments: seedShares.shares.map((s) => s.commitment),
+      sealedRootSeed: toBase64(sealed),
+    },
+    seedShares,
+  };
+}
+
+/** A fresh recovery seed and salt, for a rotation of the seed-share owners. */
+export function freshRecoverySeed(): { seed: Uint8Array; salt: Uint8Array } {
+  return { seed: randomBytes(recoverySeedLength), salt: randomBytes(saltLength) };
+}
+
+/** Opens the sealed root seed with a recovery seed; null if it does not open (wrong seed or salt, or a changed head). */
+export async function openRootSeed(
+  recoverySeed: Uint8Array,
+  salt: Uint8Array,
+  sealedRootSeed: string,
+  name: string,
+): Promise<{ seed: Uint8Array; salt: Uint8Array } | null> {
+  try {
+    const key = await recoverySealingKey(recoverySeed, salt);
+    const plain = await open(key, fromBase64(sealedRootSeed), rootSeedIdentity(name), "root seed");
+    if (plain.length < saltLength + 32) return null;
+    return { salt: plain.slice(0, saltLength), seed: plain.slice(saltLength) };
+  } catch {
+    return null;
+  }
+}
+
+/** Shares received so far for one head version; lives only in memory. */
+export class RecoveryAttempt {
+  readonly nonce = toHex(randomBytes(16));
+  readonly shares = new Map<string, Uint8Array>();
+  private readonly expiresAt: number;
+
+  constructor(
+    readonly headVersion: string,
+    timeoutMs: number,
+    now: number,
+  ) {
+    this.expiresAt = now + timeoutMs;
+  }
+
+  /** True once the attempt is older than its timeout. */
+  expired(now: number): boolean {
+    return now >= this.expiresAt;
+  }
+
+  /** Forgets the shares (best effort: overwrites them). */
+  discard(): void {
+    for (const share of this.shares.values()) share.fill(0);
+    this.shares.clear();
+  }
+}
+
+/** Whether two lists of seed-share owners (and thresholds) are the same, so no rotation is needed. */
+export function sameOwners(a: readonly string[], ta: number, b: readonly string[], tb: number): boolean {
+  return ta === tb && a.length === b.length && a.every((k, i) => k === b[i]);
+}
+

@@ -1,0 +1,236 @@
+// Threshold recovery (G7): t-of-n Shamir shares checked one by one against commitments, progress, reset, expiry, rotation.
+import type { Hono } from "hono";
+import { beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../../src/app.js";
+import { Coordinator } from "../../src/coordinator/coordinator.js";
+import { decryptSeedShare } from "../../src/crypto/seedshares.js";
+import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
+import { toBase64, utf8 } from "../../src/encoding.js";
+import { memoryDriver } from "../../src/storage/memory.js";
+import { createStore } from "../../src/storage/store.js";
+import type { Store } from "../../src/storage/store.js";
+import { call, get, postJson, simulated } from "../api/fixture.js";
+import type { Answer } from "../api/fixture.js";
+import { firstSetBody, policy, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+
+type SeedOwner = Awaited<ReturnType<typeof seedShareOwner>>;
+type WorkloadOwner = Awaited<ReturnType<typeof workloadOwner>>;
+
+const name = "threshold";
+let owners: SeedOwner[];
+let workload: WorkloadOwner;
+let web: Awaited<ReturnType<typeof policy>>;
+
+beforeAll(async () => {
+  owners = await Promise.all(Array.from({ length: 5 }, () => seedShareOwner()));
+  workload = await workloadOwner();
+  web = await policy("policy of web\n");
+}, 120_000);
+
+function manifest(seedOwners: SeedOwner[], threshold?: number, policyText = web): Uint8Array {
+  return utf8(
+    JSON.stringify({
+      Policies: { [policyText.hash]: { SANs: ["web"], WorkloadSecretID: "web" } },
+      WorkloadOwnerKeyDigests: [workload.digest],
+      SeedshareOwnerPubKeys: seedOwners.map((o) => o.publicHex),
+      ...(threshold === undefined ? {} : { Threshold: threshold }),
+    }),
+  );
+}
+
+async function start(store: Store, opts: { now?: () => Date; recoveryTimeoutMs?: number } = {}): Promise<Hono> {
+  const coordinator = await Coordinator.start({ store, name, validators: simulated(), ...opts });
+  return createApp({ coordinator });
+}
+
+/** The share that `owner` decrypts from the document, as a recover body. */
+async function shareOf(doc: SeedShareDocument, owner: SeedOwner): Promise<{ share: string; salt: string }> {
+  const entry = doc.shares.find((s) => s.ownerPublicKey === owner.publicHex);
+  if (entry === undefined) throw new Error("owner has no share in this document");
+  return { share: toBase64(await decryptSeedShare(entry.encryptedShare, owner.keys.privateKey)), salt: doc.salt };
+}
+
+function expectCode(answer: Answer, status: number, code: string): void {
+  expect({ status: answer.status, code: answer.json?.error?.code }).toEqual({ status, code });
+}
+
+async function deploy(seedOwners: SeedOwner[], threshold: number): Promise<{ store: Store; doc: SeedShareDocument; history: string; transition: string; m: Uint8Array }> {
+  const store = createStore(memoryDriver());
+  const app = await start(store);
+  const m = manifest(seedOwners, threshold);
+  const set = await postJson(app, "/v1/manifest", firstSetBody(m, [web.bytes]));
+  expect(set.status, set.text).toBe(200);
+  return { store, doc: set.json.seedShares, history: (await get(app, "/v1/manifests")).text, transition: set.json.transition, m };
+}
+
+describe("2 of 3", () => {
+  it("hands out three distinct Shamir shares, each with its own commitment", async () => {
+    const { doc } = await deploy(owners.slice(0, 3), 2);
+    expect(doc.threshold).toBe(2);
+    expect(doc.shares.map((s) => s.index)).toEqual([1, 2, 3]);
+    expect(new Set(doc.shares.map((s) => s.commitment)).size).toBe(3);
+    const shares = await Promise.all(owners.slice(0, 3).map((o) => shareOf(doc, o)));
+    expect(new Set(shares.map((s) => s.share)).size).toBe(3);
+    for (const s of shares) expect(atob(s.share).length).toBe(65);
+  });
+
+  it.each([
+    [0, 1],
+    [0, 2],
+    [1, 2],
+    [2, 0],
+  ])("recovers with owners %i and %i: progress, then byte-identical state", async (a, b) => {
+    const { store, doc, history } = await deploy(owners.slice(0, 3), 2);
+    const app = await start(store);
+    expect((await get(app, "/v1/status")).json.recovery).toEqual({ threshold: 2, received: 0, nonce: null });
+    const first = await postJson(app, "/v1/recover", await shareOf(doc, owners[a]!));
+    expect(first.status, first.text).toBe(200);
+    expect(first.json).toEqual({ state: "recovery-required", recovery: { threshold: 2, received: 1, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) } });
+    expect((await get(app, "/v1/status")).json.recovery).toEqual(first.json.recovery);
+    expectCode(await get(app, "/v1/manifests"), 409, "RECOVERY_REQUIRED");
+    const second = await postJson(app, "/v1/recover", await shareOf(doc, owners[b]!));
+    expect(second.status, second.text).toBe(200);
+    expect(second.json).toEqual({ state: "ready", recovery: { threshold: 2, received: 2, nonce: first.json.recovery.nonce } });
+    expect((await get(app, "/v1/manifests")).text).toBe(history);
+  });
+
+  it("rejects a repeated, a corrupted and a foreign share each with its own code, keeping the good one counted", async () => {
+    const { store, doc, history } = await deploy(owners.slice(0, 3), 2);
+    const other = await deploy(owners.slice(0, 3), 2);
+    const app = await start(store);
+    const good = await shareOf(doc, owners[0]!);
+    const first = await postJson(app, "/v1/recover", good);
+    const progress = first.json.recovery;
+    expect(progress.received).toBe(1);
+
+    expectCode(await postJson(app, "/v1/recover", good), 409, "SHARE_REPEATED");
+    const bytes = Uint8Array.from(atob((await shareOf(doc, owners[1]!)).share), (c) => c.charCodeAt(0));
+    bytes[7]! ^= 0x40;
+    expectCode(await postJson(app, "/v1/recover", { share: toBase64(bytes), salt: doc.salt }), 403, "SHARE_INVALID");
+    expectCode(await postJson(app, "/v1/recover", await shareOf(other.doc, owners[1]!)), 403, "SALT_MISMATCH");
+    // another deployment's share sent with this deployment's salt: matches no commitment
+    const foreign = await shareOf(other.doc, owners[1]!);
+    expectCode(await postJson(app, "/v1/recover", { share: foreign.share, salt: doc.salt }), 403, "SHARE_INVALID");
+    expect((await get(app, "/v1/status")).json.recovery).toEqual(progress);
+
+    const done = await postJson(app, "/v1/recover", await shareOf(doc, owners[2]!));
+    expect(done.json.state).toBe("ready");
+    expect((await get(app, "/v1/manifests")).text).toBe(history);
+  });
+
+  it("a reset discards partial progress; the next share starts a new attempt", async () => {
+    const { store, doc } = await deploy(owners.slice(0, 3), 2);
+    const app = await start(store);
+    const first = await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
+    const reset = await call(app, "/v1/recover", { method: "DELETE" });
+    expect(reset.status, reset.text).toBe(200);
+    expect(reset.json).toEqual({ state: "recovery-required", recovery: { threshold: 2, received: 0, nonce: null } });
+    const again = await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
+    expect(again.json.recovery.received).toBe(1);
+    expect(again.json.recovery.nonce).not.toBe(first.json.recovery.nonce);
+  });
+
+  it("partial progress expires after the configured time", async () => {
+    const { store, doc } = await deploy(owners.slice(0, 3), 2);
+    let now = Date.parse("2026-11-28T12:00:00Z");
+    const app = await start(store, { now: () => new Date(now), recoveryTimeoutMs: 60_000 });
+    await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
+    now += 59_000;
+    expect((await get(app, "/v1/status")).json.recovery.received).toBe(1);
+    now += 2_000;
+    expect((await get(app, "/v1/status")).json.recovery).toEqual({ threshold: 2, received: 0, nonce: null });
+    const next = await postJson(app, "/v1/recover", await shareOf(doc, owners[1]!));
+    expect(next.json).toMatchObject({ state: "recovery-required", recovery: { received: 1 } });
+  });
+
+  it("reset and recover outside recovery are NOT_IN_RECOVERY", async () => {
+    const store = createStore(memoryDriver());
+    const app = await start(store);
+    expectCode(await call(app, "/v1/recover", { method: "DELETE" }), 409, "NOT_IN_RECOVERY");
+  });
+});
+
+describe("3 of 5", () => {
+  it("two shares leave it in recovery; any third completes it", async () => {
+    const { store, doc, history } = await deploy(owners, 3);
+    const app = await start(store);
+    for (const [i, o] of [owners[4]!, owners[1]!].entries()) {
+      const r = await postJson(app, "/v1/recover", await shareOf(doc, o));
+      expect(r.json).toMatchObject({ state: "recovery-required", recovery: { threshold: 3, received: i + 1 } });
+    }
+    expectCode(await postJson(app, "/v1/mesh/certificate", { publicKey: (await workloadKey()).spki, evidence: { type: "insecure-simulated", policyHash: web.hash } }), 409, "RECOVERY_REQUIRED");
+    const done = await postJson(app, "/v1/recover", await shareOf(doc, owners[2]!));
+    expect(done.json).toMatchObject({ state: "ready", recovery: { threshold: 3, received: 3 } });
+    expect((await get(app, "/v1/manifests")).text).toBe(history);
+  });
+});
+
+describe("manifest validation", () => {
+  it.each([
+    [0, "Threshold 0"],
+    [4, "more than the owners"],
+    [1.5, "not an integer"],
+  ])("refuses Threshold %s (%s) with INVALID_MANIFEST", async (threshold) => {
+    const app = await start(createStore(memoryDriver()));
+    const m = manifest(owners.slice(0, 3), threshold);
+    expectCode(await postJson(app, "/v1/manifest", firstSetBody(m, [web.bytes])), 400, "INVALID_MANIFEST");
+  });
+});
+
+describe("owner rotation", () => {
+  it("an update that replaces an owner and changes t: new shares; old ones stop working; the CAs stay", async () => {
+    const { store, doc: oldDoc, transition } = await deploy(owners.slice(0, 3), 2);
+    const app = await start(store);
+    await postJson(app, "/v1/recover", await shareOf(oldDoc, owners[0]!));
+    await postJson(app, "/v1/recover", await shareOf(oldDoc, owners[1]!));
+    const before = JSON.parse((await get(app, "/v1/manifests")).text);
+
+    // owners 1, 2 stay; owner 0 is replaced by owner 3; threshold 2 → 3 (of 3)
+    const next = manifest([owners[3]!, owners[1]!, owners[2]!], 3);
+    const update = await postJson(app, "/v1/manifest", await updateBody(next, [web.bytes], transition, workload));
+    expect(update.status, update.text).toBe(200);
+    const newDoc = update.json.seedShares as SeedShareDocument;
+    expect(newDoc.threshold).toBe(3);
+    expect(newDoc.salt).not.toBe(oldDoc.salt);
+    expect(update.json.rootCA).toBe(before.rootCA);
+
+    // an update that keeps owners and threshold hands out no new shares
+    const p2 = await policy("policy of web, v2\n");
+    const same = manifest([owners[3]!, owners[1]!, owners[2]!], 3, p2);
+    const keep = await postJson(app, "/v1/manifest", await updateBody(same, [p2.bytes], update.json.transition, workload));
+    expect(keep.status, keep.text).toBe(200);
+    expect(keep.json.seedShares).toBeUndefined();
+    const finalHistory = (await get(app, "/v1/manifests")).text;
+
+    const restarted = await start(store);
+    expect((await get(restarted, "/v1/status")).json.recovery).toMatchObject({ threshold: 3, received: 0 });
+    // the removed owner's old share, and old shares of owners who stayed, are refused
+    expectCode(await postJson(restarted, "/v1/recover", await shareOf(oldDoc, owners[0]!)), 403, "SALT_MISMATCH");
+    expectCode(await postJson(restarted, "/v1/recover", await shareOf(oldDoc, owners[1]!)), 403, "SALT_MISMATCH");
+    const old = await shareOf(oldDoc, owners[0]!);
+    expectCode(await postJson(restarted, "/v1/recover", { share: old.share, salt: newDoc.salt }), 403, "SHARE_INVALID");
+    expect((await get(restarted, "/v1/status")).json.recovery.received).toBe(0);
+
+    for (const o of [owners[3]!, owners[1]!]) {
+      expect((await postJson(restarted, "/v1/recover", await shareOf(newDoc, o))).json.state).toBe("recovery-required");
+    }
+    const done = await postJson(restarted, "/v1/recover", await shareOf(newDoc, owners[2]!));
+    expect(done.json.state, done.text).toBe("ready");
+    expect((await get(restarted, "/v1/manifests")).text).toBe(finalHistory);
+    expect(JSON.parse(finalHistory).rootCA).toBe(before.rootCA);
+  });
+
+  it("going from 2-of-3 back to 1-of-1 gives the single owner the whole recovery seed", async () => {
+    const { store, doc, transition } = await deploy(owners.slice(0, 3), 2);
+    const app = await start(store);
+    await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
+    await postJson(app, "/v1/recover", await shareOf(doc, owners[2]!));
+    const update = await postJson(app, "/v1/manifest", await updateBody(manifest([owners[4]!]), [web.bytes], transition, workload));
+    expect(update.status, update.text).toBe(200);
+    const history = (await get(app, "/v1/manifests")).text;
+    const restarted = await start(store);
+    const done = await postJson(restarted, "/v1/recover", await shareOf(update.json.seedShares, owners[4]!));
+    expect(done.json.state, done.text).toBe("ready");
+    expect((await get(restarted, "/v1/manifests")).text).toBe(history);
+  });
+});
