@@ -1,6 +1,6 @@
 // Bundles each entry point into one self-contained ES module under dist/ (no node_modules needed at run time).
 import { build } from "esbuild";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync } from "node:fs";
 
 // CommonJS dependencies call require() for Node built-ins; give the ES module bundle one.
 const nodeRequire = "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
@@ -19,7 +19,8 @@ for (const entry of entries) {
   if (!existsSync(entry.in)) continue;
   await build({
     entryPoints: [entry.in],
-    outfile: `dist/${entry.out}.mjs`,
+    // Written beside the target and renamed over it, so a reader never sees a half-written bundle.
+    outfile: `dist/.${entry.out}.${process.pid}.mjs`,
     bundle: true,
     platform: entry.platform,
     format: "esm",
@@ -32,4 +33,5 @@ for (const entry of entries) {
     banner: entry.banner ? { js: entry.banner } : undefined,
     logLevel: "warning",
   });
+  renameSync(`dist/.${entry.out}.${process.pid}.mjs`, `dist/${entry.out}.mjs`);
 }

@@ -1,0 +1,58 @@
+// The Worker's configuration from its vars and bindings (Coordinator name, attestation mode), checked with the Node adapter's rules.
+import type { DurableObjectNamespace } from "./types.js";
+
+/** The vars and bindings the Worker reads (wrangler.toml names them). */
+export interface WorkerEnv {
+  /** The Durable Object namespace that holds one Coordinator per name. */
+  COORDINATOR?: DurableObjectNamespace;
+  /** The Coordinator's name, a lower-case DNS label; default `coordinator`. */
+  COORDINATOR_NAME?: unknown;
+  /** `none` (default) or `insecure-simulated`. */
+  ATTESTATION?: unknown;
+}
+
+/** The checked configuration. */
+export interface WorkerConfig {
+  name: string;
+  attestation: "none" | "insecure-simulated";
+}
+
+/** A configuration mistake: every request answers 500 `CONFIG_INVALID` with this one-line message. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  /** The stable code of the answer. */
+  readonly code = "CONFIG_INVALID";
+}
+
+/** The same rule as the Node adapter's `--name`. */
+const namePattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+function text(value: unknown, variable: string, fallback: string): string {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== "string") throw new ConfigError(`${variable} must be a string var, not ${typeof value}`);
+  return value;
+}
+
+/** Reads and checks the vars; throws ConfigError with a one-line message on any mistake. */
+export function parseWorkerConfig(env: WorkerEnv): WorkerConfig {
+  const name = text(env.COORDINATOR_NAME, "COORDINATOR_NAME", "coordinator");
+  if (!namePattern.test(name)) {
+    throw new ConfigError(
+      `COORDINATOR_NAME must be a lower-case DNS label (letters, digits, dashes; at most 63), not ${JSON.stringify(name)}`,
+    );
+  }
+  const attestation = text(env.ATTESTATION, "ATTESTATION", "none");
+  if (attestation !== "none" && attestation !== "insecure-simulated") {
+    throw new ConfigError(`ATTESTATION must be none or insecure-simulated, not ${JSON.stringify(attestation)}`);
+  }
+  return { name, attestation };
+}
+
+/** The Durable Object namespace binding, or a ConfigError naming what is missing. */
+export function coordinatorNamespace(env: WorkerEnv): DurableObjectNamespace {
+  const ns = env.COORDINATOR;
+  if (ns === undefined || ns === null || typeof (ns as Partial<DurableObjectNamespace>).idFromName !== "function") {
+    throw new ConfigError("the Durable Object binding COORDINATOR (class CoordinatorObject) is missing; see wrangler.toml");
+  }
+  return ns;
+}
