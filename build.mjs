@@ -1,6 +1,6 @@
 // Bundles each entry point into one self-contained ES module under dist/ (no node_modules needed at run time).
 import { build } from "esbuild";
-import { existsSync, mkdirSync, renameSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, renameSync } from "node:fs";
 
 // CommonJS dependencies call require() for Node built-ins; give the ES module bundle one.
 const nodeRequire = "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
@@ -33,5 +33,7 @@ for (const entry of entries) {
     banner: entry.banner ? { js: entry.banner } : undefined,
     logLevel: "warning",
   });
+  // A bundle with a shebang is a command: make it executable.
+  if (entry.banner.startsWith("#!")) chmodSync(`dist/.${entry.out}.${process.pid}.mjs`, 0o755);
   renameSync(`dist/.${entry.out}.${process.pid}.mjs`, `dist/${entry.out}.mjs`);
 }

@@ -1,0 +1,202 @@
+// The `contrast` command-line tool: parses flags with node:util, runs one command, and turns every failure into one stderr line and an exit status.
+import "reflect-metadata";
+import { parseArgs } from "node:util";
+import type { ParseArgsConfig } from "node:util";
+import packageJson from "../../package.json" with { type: "json" };
+import { parseDuration } from "../../src/client/retry.js";
+import { CliError, errorLine, exitCodes, toCliError, usageError } from "./errors.js";
+import { Output } from "./context.js";
+import type { Context, FlagValues } from "./context.js";
+import { defaultSeedShareOwnerBits, generate } from "./commands/generate.js";
+import { meshCert } from "./commands/mesh-cert.js";
+import { recover } from "./commands/recover.js";
+import { set } from "./commands/set.js";
+import { status } from "./commands/status.js";
+import { verify } from "./commands/verify.js";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+const globalOptions: Options = {
+  coordinator: { type: "string", short: "c" },
+  workspace: { type: "string", short: "w" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
+};
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  /** Lines describing the command's own flags. */
+  flags: string[];
+  run: (ctx: Context) => Promise<void>;
+}
+
+const commands: Record<string, Command> = {
+  generate: {
+    summary: "create the owner keys if missing and (re)write manifest.json from policies/",
+    usage: "contrast generate [--add-workload-owner-key FILE]... [--add-seedshare-owner-key FILE]... [--disable-updates]",
+    options: {
+      "add-workload-owner-key": { type: "string", multiple: true },
+      "add-seedshare-owner-key": { type: "string", multiple: true },
+      "disable-updates": { type: "boolean" },
+      "seedshare-owner-bits": { type: "string" },
+    },
+    flags: [
+      "--add-workload-owner-key FILE   also allow this ECDSA P-384 key (PEM, public or private) to update the manifest",
+      "--add-seedshare-owner-key FILE  also give a seed share to this RSA key (PEM, public or private)",
+      "--disable-updates               list no workload owner: the manifest can never be updated",
+      `--seedshare-owner-bits N        size of a newly generated seedshare-owner.pem (default ${defaultSeedShareOwnerBits}, at least 3072)`,
+    ],
+    run: generate,
+  },
+  set: {
+    summary: "send manifest.json and its policies; the first set writes seed-shares.json and the CA files",
+    usage: "contrast set -c URL [--workload-owner-key FILE]",
+    options: { "workload-owner-key": { type: "string" } },
+    flags: ["--workload-owner-key FILE  sign an update with this key instead of workload-owner.pem"],
+    run: set,
+  },
+  verify: {
+    summary: "fetch the history, check it offline, write verify/, compare the newest manifest with manifest.json",
+    usage: "contrast verify -c URL",
+    options: {},
+    flags: [],
+    run: verify,
+  },
+  recover: {
+    summary: "decrypt this owner's seed share and recover a restarted Coordinator",
+    usage: "contrast recover -c URL [--seedshare-owner-key FILE]",
+    options: { "seedshare-owner-key": { type: "string" } },
+    flags: ["--seedshare-owner-key FILE  decrypt with this RSA key instead of seedshare-owner.pem"],
+    run: recover,
+  },
+  status: {
+    summary: "show the Coordinator's state, name, generation, latest transition and recovery progress",
+    usage: "contrast status -c URL",
+    options: {},
+    flags: [],
+    run: status,
+  },
+  "mesh-cert": {
+    summary: "get a mesh certificate as a workload would (simulated attestation only)",
+    usage: "contrast mesh-cert -c URL --policy FILE -o DIR --attestation insecure-simulated",
+    options: {
+      policy: { type: "string" },
+      output: { type: "string", short: "o" },
+      attestation: { type: "string" },
+    },
+    flags: [
+      "--policy FILE                     the workload's policy (its hash must be in the manifest)",
+      "-o, --output DIR                  where to write key.pem, cert-chain.pem, mesh-ca.pem, coordinator-root-ca.pem, workload-secret",
+      "--attestation insecure-simulated  present simulated evidence (development and tests only)",
+    ],
+    run: meshCert,
+  },
+};
+
+const globalHelp = [
+  "-c, --coordinator URL   the Coordinator's URL (environment CONTRAST_COORDINATOR)",
+  "-w, --workspace DIR     the workspace directory (default: the current directory)",
+  "    --timeout DURATION  how long to wait for an unreachable or not-ready Coordinator (default 3m; e.g. 30s, 0)",
+  "    --json              machine-readable output on stdout",
+  "-h, --help              this help; contrast COMMAND --help for a command's",
+  "    --version           the version",
+];
+
+function help(command?: string): string {
+  if (command !== undefined) {
+    const c = commands[command]!;
+    return [`${c.usage}`, "", c.summary, "", ...(c.flags.length > 0 ? ["flags:", ...c.flags.map((f) => `  ${f}`), ""] : []), "global flags:", ...globalHelp.map((f) => `  ${f}`), ""].join("\n");
+  }
+  return [
+    "contrast: set up, verify and recover a Contrast Coordinator",
+    "",
+    "usage: contrast COMMAND [flags]",
+    "",
+    "commands:",
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`),
+    "",
+    "global flags:",
+    ...globalHelp.map((f) => `  ${f}`),
+    "",
+    "exit status: 0 success, 1 failure, 2 usage mistake. Documentation: docs/cli.md",
+    "",
+  ].join("\n");
+}
+
+function parse(args: string[], options: Options): { values: FlagValues; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
+    return { values: values as FlagValues, positionals };
+  } catch (err) {
+    throw usageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
+  }
+}
+
+/** Runs the CLI with the given arguments; returns the exit status. */
+export async function main(args: string[]): Promise<number> {
+  let out = new Output(args.includes("--json"));
+  try {
+    const allOptions: Options = { ...globalOptions };
+    for (const c of Object.values(commands)) Object.assign(allOptions, c.options);
+    const first = parse(args, allOptions);
+    const name = first.positionals[0];
+    if (first.values.version === true) {
+      process.stdout.write(`contrast ${packageJson.version}\n`);
+      return exitCodes.ok;
+    }
+    if (name === undefined || name === "help") {
+      const topic = first.positionals[1];
+      if (topic !== undefined && commands[topic] === undefined) throw usageError(`unknown command ${JSON.stringify(topic)}`);
+      if (name === undefined && first.values.help !== true) {
+        process.stderr.write(help());
+        return exitCodes.usage;
+      }
+      process.stdout.write(help(topic));
+      return exitCodes.ok;
+    }
+    const command = commands[name];
+    if (command === undefined) throw usageError(`unknown command ${JSON.stringify(name)}`, `the commands are: ${Object.keys(commands).join(", ")}`);
+    const { values, positionals } = parse(args, { ...globalOptions, ...command.options });
+    if (values.help === true) {
+      process.stdout.write(help(name));
+      return exitCodes.ok;
+    }
+    if (positionals.length > 1) throw usageError(`unexpected argument ${JSON.stringify(positionals[1])}`, `usage: ${command.usage}`);
+    let timeoutMs = 3 * 60_000;
+    if (typeof values.timeout === "string") {
+      try {
+        timeoutMs = parseDuration(values.timeout);
+      } catch (err) {
+        throw usageError(`--timeout: ${(err as Error).message}`);
+      }
+    }
+    out = new Output(values.json === true);
+    const ctx: Context = {
+      workspace: typeof values.workspace === "string" ? values.workspace : ".",
+      coordinator: typeof values.coordinator === "string" ? values.coordinator : process.env.CONTRAST_COORDINATOR,
+      timeoutMs,
+      out,
+      flags: values,
+    };
+    await command.run(ctx);
+    return exitCodes.ok;
+  } catch (err) {
+    out.clearProgress();
+    const cliError = toCliError(err);
+    if (cliError.code === "INTERNAL" && process.env.CONTRAST_DEBUG === "1") process.stderr.write(`${(err as Error).stack}\n`);
+    if (out.json) process.stdout.write(JSON.stringify({ error: { code: cliError.code, message: cliError.message, hint: cliError.hint } }, null, 2) + "\n");
+    process.stderr.write(errorLine(cliError) + "\n");
+    return cliError.exitCode;
+  }
+}
+
+// Set the exit code and let pending output drain, rather than calling process.exit().
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
+
+export { CliError };

@@ -1,0 +1,122 @@
+// Helpers of the CLI tests: run the built dist/contrast.mjs, snapshot directories, and a gating proxy that makes two updates race deterministically.
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { expect } from "vitest";
+import { ensureBundle, projectRoot, runBundle } from "../e2e/process.js";
+
+/** The CLI bundle under test. */
+export const cliPath = join(projectRoot, "dist", "contrast.mjs");
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(path));
+    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** Builds both bundles if either is missing or older than a source file. */
+export function ensureBundles(): void {
+  ensureBundle();
+  const sources = Math.max(newestMtime(join(projectRoot, "src")), newestMtime(join(projectRoot, "adapters")));
+  if (existsSync(cliPath) && statSync(cliPath).mtimeMs >= sources) return;
+  execFileSync(process.execPath, ["build.mjs"], { cwd: projectRoot, stdio: "pipe" });
+}
+
+/** The result of one CLI run. */
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node dist/contrast.mjs ...args` in `cwd` and waits for it. */
+export async function contrast(args: string[], cwd: string, timeoutMs = 30_000): Promise<CliRun> {
+  const result = await runBundle(args, { cwd, bundle: cliPath, timeoutMs });
+  return { code: result.code, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Asserts success: exit 0 and nothing on stderr. */
+export function expectOk(run: CliRun): void {
+  expect(run.stderr, run.stderr).toBe("");
+  expect(run.code, run.stdout).toBe(0);
+}
+
+/** Asserts a clean failure: the exit status, exactly one stderr line `contrast: error: …`, no stack trace; returns the line. */
+export function expectFailure(run: CliRun, code = 1): string {
+  expect(run.code, `stdout: ${run.stdout} stderr: ${run.stderr}`).toBe(code);
+  const lines = run.stderr.split("\n").filter((l) => l !== "");
+  expect(lines, run.stderr).toHaveLength(1);
+  expect(lines[0]!.startsWith("contrast: error: "), run.stderr).toBe(true);
+  expect(run.stderr).not.toMatch(/\n\s+at /);
+  return lines[0]!;
+}
+
+/** Every file under a directory (relative path → bytes as hex), for byte-for-byte comparisons. */
+export function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string, prefix: string) => {
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const rel = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+      if (entry.isDirectory()) walk(join(d, entry.name), rel);
+      else out[rel] = readFileSync(join(d, entry.name)).toString("hex");
+    }
+  };
+  walk(dir, "");
+  return out;
+}
+
+/** A proxy in front of a Coordinator. */
+export interface GateProxy {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A proxy that forwards everything to `target`, except that it holds the first POST /v1/manifest
+ * until a second one has been answered. Two `contrast set` runs through it race deterministically:
+ * both read the same base, the second to post wins, the held one then finds its base stale.
+ */
+export async function racingProxy(target: string): Promise<GateProxy> {
+  let release: (() => void) | null = null;
+  const firstHeld = new Promise<void>((resolve) => (release = resolve));
+  let posts = 0;
+  const forward = async (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    const isSet = req.method === "POST" && req.url === "/v1/manifest";
+    const order = isSet ? ++posts : 0;
+    if (order === 1) await firstHeld;
+    const headers: Record<string, string> = {};
+    if (req.headers["content-type"] !== undefined) headers["content-type"] = req.headers["content-type"];
+    const answer = await fetch(target + req.url, { method: req.method, headers, body: body.length > 0 ? body : undefined });
+    const text = Buffer.from(await answer.arrayBuffer());
+    res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" });
+    res.end(text);
+    if (order === 2) release!();
+  };
+  const server: Server = createServer((req, res) => {
+    forward(req, res).catch((err: unknown) => {
+      res.writeHead(599);
+      res.end(String(err));
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((done) => {
+        release!();
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
+  };
+}
