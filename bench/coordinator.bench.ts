@@ -1,0 +1,489 @@
+// Benchmark of the built Coordinator (dist/coordinator.mjs) in its own process: raw signing, mesh issuance, set/recover, startup, size.
+//
+// Run with `npm run bench` (builds first). `BENCH_QUICK=1` (or `--quick`) shrinks the history to 100 and the
+// timed phases to about 1 s. `BENCH_CPU_PROF=<dir>` runs the first server (first set and mesh issuance) under
+// `node --cpu-prof` and leaves the profile in <dir>; `BENCH_BUNDLE=<file>` benchmarks another build (e.g. an
+// unminified one, whose profile has readable names). Only loopback addresses are used.
+import "reflect-metadata";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { gzipSync } from "node:zlib";
+import type { SeedShareDocument } from "../src/crypto/seedshares.js";
+import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../test/helpers.js";
+
+const quick = process.env.BENCH_QUICK === "1" || process.argv.includes("--quick");
+const cpuProfDir = process.env.BENCH_CPU_PROF;
+
+/** Sizes and durations of every phase; every loop below is bounded by these, in count and in time. */
+const cfg = {
+  rawLevels: [1, 2, 4, 8, 16],
+  rawWarmupMs: quick ? 300 : 1_000,
+  rawProbeMs: quick ? 250 : 1_000,
+  rawMs: quick ? 1_000 : 3_000,
+  rawMaxSigs: 5_000_000,
+  clients: 32,
+  warmupMs: quick ? 300 : 1_000,
+  issueMs: quick ? 1_000 : 5_000,
+  issueMaxRequests: 2_000_000,
+  history: quick ? 100 : 1_000,
+  setSamples: 20,
+  recoverSamples: 5,
+  buildDeadlineMs: 20 * 60_000,
+  listenTimeoutMs: 30_000,
+  exitTimeoutMs: 10_000,
+  requestTimeoutMs: 120_000,
+};
+
+const bundle = resolve(process.env.BENCH_BUNDLE ?? "dist/coordinator.mjs");
+const host = "127.0.0.1";
+const children = new Set<ChildProcess>();
+const tempDirs: string[] = [];
+
+/** Kills every child still running and removes the temp dirs; safe to call more than once. */
+function cleanupSync(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }
+  children.clear();
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+process.on("exit", cleanupSync);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`bench: ${signal}, cleaning up\n`);
+    cleanupSync();
+    process.exit(130);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small statistics and formatting helpers.
+
+function sorted(xs: number[]): number[] {
+  return [...xs].sort((a, b) => a - b);
+}
+/** Nearest-rank percentile (p in 0..1). */
+function percentile(xs: number[], p: number): number {
+  const s = sorted(xs);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
+}
+function median(xs: number[]): number {
+  const s = sorted(xs);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+const ms = (x: number): string => (x >= 100 ? `${x.toFixed(0)} ms` : x >= 10 ? `${x.toFixed(1)} ms` : `${x.toFixed(2)} ms`);
+const rate = (x: number): string => `${x.toFixed(0)}/s`;
+const say = (line: string): void => void process.stdout.write(line + "\n");
+
+// ---------------------------------------------------------------------------------------------
+// The server process.
+
+interface Server {
+  child: ChildProcess;
+  port: number;
+  base: string;
+  /** startupMs from the `listening` log line. */
+  startupMs: number;
+  /** Wall-clock time from spawn to reading the `listening` line. */
+  wallMs: number;
+  state: string;
+  exited: Promise<void>;
+}
+
+/** Starts the bundle on a free loopback port over `dir` and waits for its `listening` line. */
+async function startServer(dir: string, nodeArgs: string[] = []): Promise<Server> {
+  const t0 = performance.now();
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, bundle, "--port", "0", "--host", host, "--store", `fs:${dir}`, "--attestation", "insecure-simulated"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  children.add(child);
+  const exited = new Promise<void>((done) => child.once("exit", () => (children.delete(child), done())));
+  let stderr = "";
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (chunk: string) => {
+    if (stderr.length < 10_000) stderr += chunk;
+  });
+  const lines = createInterface({ input: child.stdout! });
+  return new Promise<Server>((ok, fail) => {
+    let settled = false;
+    const finish = (err: Error | null, server?: Server) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err !== null) {
+        child.kill("SIGKILL");
+        fail(err);
+      } else ok(server!);
+    };
+    const timer = setTimeout(() => finish(new Error(`no "listening" line within ${cfg.listenTimeoutMs} ms; stderr: ${stderr}`)), cfg.listenTimeoutMs);
+    lines.on("line", (line) => {
+      if (settled) return; // keep draining stdout so the child never blocks on a full pipe
+      let entry: { msg?: unknown; port?: unknown; startupMs?: unknown; state?: unknown };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        return;
+      }
+      if (entry.msg !== "listening") return;
+      const wallMs = performance.now() - t0;
+      if (typeof entry.port !== "number") return finish(new Error(`listening line without a port: ${line}`));
+      finish(null, {
+        child,
+        port: entry.port,
+        base: `http://${host}:${entry.port}`,
+        startupMs: typeof entry.startupMs === "number" ? entry.startupMs : NaN,
+        wallMs,
+        state: String(entry.state),
+        exited,
+      });
+    });
+    child.once("exit", (code, signal) => finish(new Error(`the server exited before listening (code ${code}, signal ${signal}); stderr: ${stderr}`)));
+  });
+}
+
+/** SIGTERM, then SIGKILL if it has not exited in time. */
+async function stopServer(server: Server): Promise<void> {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
+  server.child.kill("SIGTERM");
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((done) => (timer = setTimeout(() => done("late"), cfg.exitTimeoutMs)));
+  if ((await Promise.race([server.exited, late])) === "late") {
+    server.child.kill("SIGKILL");
+    await server.exited;
+  }
+  clearTimeout(timer);
+}
+
+/** Seconds of CPU (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
+function processCpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ (100 on Linux)
+  } catch {
+    return NaN;
+  }
+}
+
+async function postJson(url: string, body: unknown): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(url, {
+    method: "POST",
+    body: JSON.stringify(body),
+    headers: { "content-type": "application/json" },
+    signal: AbortSignal.timeout(cfg.requestTimeoutMs),
+  });
+  const text = await res.text();
+  let json: unknown = text;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // keep the text
+  }
+  return { status: res.status, json };
+}
+
+function expectOk(what: string, r: { status: number; json: unknown }): void {
+  if (r.status !== 200) throw new Error(`${what}: HTTP ${r.status} ${JSON.stringify(r.json).slice(0, 500)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Raw WebCrypto ECDSA P-384/SHA-384 signing.
+
+async function signRate(key: CryptoKey, concurrency: number, durationMs: number): Promise<{ rate: number; count: number }> {
+  const message = crypto.getRandomValues(new Uint8Array(32));
+  let count = 0;
+  const start = performance.now();
+  const deadline = start + durationMs;
+  const chain = async () => {
+    while (performance.now() < deadline && count < cfg.rawMaxSigs) {
+      await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-384" }, key, message);
+      count++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, chain));
+  return { rate: (count * 1000) / (performance.now() - start), count };
+}
+
+async function benchRawSigning(): Promise<{ rate: number; concurrency: number }> {
+  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, false, ["sign", "verify"])) as CryptoKeyPair;
+  await signRate(keys.privateKey, 4, cfg.rawWarmupMs); // warm-up
+  say(`raw ECDSA P-384/SHA-384 signing (32-byte message), probe of ${cfg.rawProbeMs} ms per concurrency:`);
+  let best = { rate: 0, concurrency: 1 };
+  for (const concurrency of cfg.rawLevels) {
+    const r = await signRate(keys.privateKey, concurrency, cfg.rawProbeMs);
+    say(`  concurrency ${String(concurrency).padStart(2)}: ${rate(r.rate)}`);
+    if (r.rate > best.rate) best = { rate: r.rate, concurrency };
+  }
+  const final = await signRate(keys.privateKey, best.concurrency, cfg.rawMs);
+  say(`  best: concurrency ${best.concurrency}, ${rate(final.rate)} over ${cfg.rawMs} ms (${final.count} signatures)`);
+  return { rate: final.rate, concurrency: best.concurrency };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Mesh-certificate issuance over HTTP.
+
+interface IssuanceResult {
+  rate: number;
+  count: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  serverCpu: number;
+  clientCpu: number;
+  elapsedMs: number;
+}
+
+async function runIssuance(server: Server, body: string, durationMs: number): Promise<IssuanceResult> {
+  const url = `${server.base}/v1/mesh/certificate`;
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError = "";
+  const serverCpu0 = processCpuSeconds(server.child.pid);
+  const clientCpu0 = process.cpuUsage();
+  const start = performance.now();
+  const deadline = start + durationMs;
+  const client = async () => {
+    while (performance.now() < deadline && latencies.length + errors < cfg.issueMaxRequests) {
+      const t = performance.now();
+      const res = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(cfg.requestTimeoutMs) });
+      const text = await res.text();
+      if (res.status === 200) latencies.push(performance.now() - t);
+      else {
+        errors++;
+        if (firstError === "") firstError = `HTTP ${res.status} ${text.slice(0, 300)}`;
+        if (errors > 100) throw new Error(`mesh issuance keeps failing: ${firstError}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: cfg.clients }, client));
+  const elapsedMs = performance.now() - start;
+  const cpu = process.cpuUsage(clientCpu0);
+  if (errors > 0) say(`  ${errors} failed requests, first: ${firstError}`);
+  return {
+    rate: (latencies.length * 1000) / elapsedMs,
+    count: latencies.length,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+    errors,
+    serverCpu: (processCpuSeconds(server.child.pid) - serverCpu0) / (elapsedMs / 1000),
+    clientCpu: (cpu.user + cpu.system) / 1e6 / (elapsedMs / 1000),
+    elapsedMs,
+  };
+}
+
+async function benchIssuance(server: Server, policyHash: string): Promise<IssuanceResult> {
+  const key = await workloadKey("P-256");
+  const body = JSON.stringify({ publicKey: key.spki, evidence: { type: "insecure-simulated", policyHash } });
+  const first = await postJson(`${server.base}/v1/mesh/certificate`, JSON.parse(body));
+  expectOk("mesh certificate", first);
+  const chain = (first.json as { certChain?: unknown }).certChain;
+  if (typeof chain !== "string" || (chain.match(/BEGIN CERTIFICATE/g) ?? []).length !== 2) {
+    throw new Error(`mesh certificate: unexpected certChain ${JSON.stringify(chain).slice(0, 200)}`);
+  }
+  say(`mesh issuance: ${cfg.clients} concurrent clients (fetch/undici, keep-alive), one P-256 workload key for every request`);
+  const warm = await runIssuance(server, body, cfg.warmupMs);
+  say(`  warm-up ${cfg.warmupMs} ms: ${warm.count} certificates`);
+  const r = await runIssuance(server, body, cfg.issueMs);
+  say(
+    `  ${r.count} certificates in ${(r.elapsedMs / 1000).toFixed(2)} s: ${rate(r.rate)}, p50 ${ms(r.p50)}, p99 ${ms(r.p99)}; ` +
+      `CPU: server ${(r.serverCpu * 100).toFixed(0)}%, bench client ${(r.clientCpu * 100).toFixed(0)}% (of one core)`,
+  );
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. set and recover, history growth, startup.
+
+interface Owners {
+  owner: Awaited<ReturnType<typeof workloadOwner>>;
+  shareOwner: Awaited<ReturnType<typeof seedShareOwner>>;
+}
+
+/** The manifest of revision `i`: one policy, distinct per revision, so each update stores a new manifest and policy. */
+async function revision(owners: Owners, i: number): Promise<{ manifest: Uint8Array; policies: Uint8Array[]; policyHash: string }> {
+  const p = await policy(`bench workload policy, revision ${i}\n`);
+  const manifest = manifestBytes({
+    policies: [{ hash: p.hash, name: "bench" }],
+    workloadOwners: [owners.owner.digest],
+    seedShareOwners: [owners.shareOwner.publicHex],
+  });
+  return { manifest, policies: [p.bytes], policyHash: p.hash };
+}
+
+/** The chain of updates: keeps the latest transition and the next revision number. */
+interface Chain {
+  transition: string;
+  generation: number;
+}
+
+/** One signed update; the body is made (and signed) before the clock starts. Returns the latency. */
+async function update(server: Server, owners: Owners, chain: Chain): Promise<number> {
+  const rev = await revision(owners, chain.generation);
+  const body = await updateBody(rev.manifest, rev.policies, chain.transition, owners.owner);
+  const t = performance.now();
+  const r = await postJson(`${server.base}/v1/manifest`, body);
+  const latency = performance.now() - t;
+  expectOk(`update to generation ${chain.generation + 1}`, r);
+  const result = r.json as { transition: string; generation: number };
+  if (result.generation !== chain.generation + 1) throw new Error(`update: generation ${result.generation}, expected ${chain.generation + 1}`);
+  chain.transition = result.transition;
+  chain.generation = result.generation;
+  return latency;
+}
+
+interface RestartSample {
+  recoverMs: number;
+  startupMs: number;
+  wallMs: number;
+}
+
+/** Restarts the server `n` times and times POST /v1/recover until 200; returns the last server, still running. */
+async function restarts(
+  server: Server,
+  dir: string,
+  recover: { share: string; salt: string },
+  n: number,
+): Promise<{ server: Server; samples: RestartSample[] }> {
+  const samples: RestartSample[] = [];
+  for (let i = 0; i < n; i++) {
+    await stopServer(server);
+    server = await startServer(dir);
+    if (server.state !== "recovery-required") throw new Error(`restarted in state ${server.state}, expected recovery-required`);
+    const t = performance.now();
+    let r: { status: number; json: unknown } | null = null;
+    for (let attempt = 0; attempt < 20 && r === null; attempt++) {
+      try {
+        r = await postJson(`${server.base}/v1/recover`, recover);
+      } catch (err) {
+        if (attempt === 19) throw err;
+        await new Promise((done) => setTimeout(done, 50)); // connection refused: try again
+      }
+    }
+    const recoverMs = performance.now() - t;
+    expectOk("recover", r!);
+    const state = (r!.json as { state?: unknown }).state;
+    if (state !== "ready") throw new Error(`recover answered 200 but the state is ${JSON.stringify(state)}, expected "ready"`);
+    samples.push({ recoverMs, startupMs: server.startupMs, wallMs: server.wallMs });
+  }
+  return { server, samples };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  say(`contrast-coordinator benchmark${quick ? " (BENCH_QUICK: history 100, ~1 s phases)" : ""}`);
+  const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
+  say(`node ${process.version}, ${cpus().length} CPUs, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? "default (4)"}, load average ${load()}`);
+  const size = statSync(bundle).size;
+  const gzip = gzipSync(readFileSync(bundle)).length;
+
+  const raw = await benchRawSigning();
+
+  const owners: Owners = { owner: await workloadOwner(), shareOwner: await seedShareOwner() };
+  const dir = mkdtempSync(join(tmpdir(), "coordinator-bench-"));
+  tempDirs.push(dir);
+
+  // Fresh start on an empty store, then the first set.
+  let server = await startServer(dir, cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${resolve(cpuProfDir)}`]);
+  const fresh = { startupMs: server.startupMs, wallMs: server.wallMs };
+  say(`startup on an empty store: startupMs ${fresh.startupMs}, spawn→listening ${ms(fresh.wallMs)} (state ${server.state})`);
+  const rev0 = await revision(owners, 0);
+  const first = await postJson(`${server.base}/v1/manifest`, firstSetBody(rev0.manifest, rev0.policies));
+  expectOk("first set", first);
+  const firstResult = first.json as { transition: string; generation: number; seedShares: SeedShareDocument };
+  const chain: Chain = { transition: firstResult.transition, generation: firstResult.generation };
+  const recover = await recoverBody(firstResult.seedShares, owners.shareOwner.keys.privateKey);
+
+  const issuance = await benchIssuance(server, rev0.policyHash);
+  if (cpuProfDir !== undefined) {
+    await stopServer(server);
+    say(`  CPU profile of this server written to ${resolve(cpuProfDir)}`);
+  }
+
+  // History of 1: recover, then set.
+  say(`recover with a history of 1: ${cfg.recoverSamples} restarts`);
+  let restarted = await restarts(server, dir, recover, cfg.recoverSamples);
+  server = restarted.server;
+  const recover1 = restarted.samples;
+  const set1: number[] = [];
+  const buildStart = performance.now();
+  for (let i = 0; i < cfg.setSamples; i++) set1.push(await update(server, owners, chain));
+  say(`set with a history of 1 (generations 2–${chain.generation}): median ${ms(median(set1))}`);
+
+  // Build the history up to cfg.history manifests through the API.
+  const buildDeadline = buildStart + cfg.buildDeadlineMs;
+  const buildLatencies = [...set1];
+  for (let n = 0; chain.generation < cfg.history && n < cfg.history; n++) {
+    if (performance.now() > buildDeadline) throw new Error(`building the history took longer than ${cfg.buildDeadlineMs} ms`);
+    buildLatencies.push(await update(server, owners, chain));
+  }
+  const buildMs = performance.now() - buildStart;
+  say(
+    `built a history of ${chain.generation} manifests: ${buildLatencies.length} signed updates in ${(buildMs / 1000).toFixed(1)} s ` +
+      `(server latency median ${ms(median(buildLatencies))}, p99 ${ms(percentile(buildLatencies, 0.99))}, ` +
+      `first 100 median ${ms(median(buildLatencies.slice(0, 100)))}, last 100 median ${ms(median(buildLatencies.slice(-100)))})`,
+  );
+
+  const historyN = chain.generation;
+  say(`recover with a history of ${historyN}: ${cfg.recoverSamples} restarts`);
+  restarted = await restarts(server, dir, recover, cfg.recoverSamples);
+  server = restarted.server;
+  const recoverN = restarted.samples;
+  const setN: number[] = [];
+  for (let i = 0; i < cfg.setSamples; i++) setN.push(await update(server, owners, chain));
+  say(`set with a history of ${historyN} (generations ${historyN + 1}–${chain.generation}): median ${ms(median(setN))}`);
+  await stopServer(server);
+
+  // Raw signing once more, to show whether the machine's load changed during the run.
+  const rawKeys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, false, ["sign", "verify"])) as CryptoKeyPair;
+  const rawAgain = await signRate(rawKeys.privateKey, raw.concurrency, cfg.rawProbeMs);
+
+  // Summary.
+  const pad = (s: string, n: number) => s.padEnd(n);
+  const r1 = median(recover1.map((s) => s.recoverMs));
+  const rN = median(recoverN.map((s) => s.recoverMs));
+  const s1 = median(set1);
+  const sN = median(setN);
+  const ratio = issuance.rate / raw.rate;
+  say("");
+  say("=== summary ===");
+  say(`${pad("raw sign", 18)}${rate(raw.rate)}  (ECDSA P-384/SHA-384 WebCrypto, best at concurrency ${raw.concurrency})`);
+  say(
+    `${pad("mesh issuance", 18)}${rate(issuance.rate)}  p50 ${ms(issuance.p50)}  p99 ${ms(issuance.p99)}  raw sign ${rate(raw.rate)}  ` +
+      `ratio ${ratio.toFixed(2)} (goal ≥ 0.5: ${ratio >= 0.5 ? "met" : "NOT met"})  server CPU ${(issuance.serverCpu * 100).toFixed(0)}%`,
+  );
+  say(`${pad("set", 18)}history 1: ${ms(s1)}  history ${historyN}: ${ms(sN)}  ratio ${(sN / s1).toFixed(2)}  (medians of ${cfg.setSamples})`);
+  say(`${pad("recover", 18)}history 1: ${ms(r1)}  history ${historyN}: ${ms(rN)}  ratio ${(rN / r1).toFixed(2)}  (medians of ${cfg.recoverSamples})`);
+  say(`${pad("build history", 18)}${buildLatencies.length} updates to ${historyN} manifests in ${(buildMs / 1000).toFixed(1)} s`);
+  say(
+    `${pad("startup", 18)}empty store: ${fresh.startupMs} ms (wall ${ms(fresh.wallMs)})  ` +
+      `history 1: ${median(recover1.map((s) => s.startupMs))} ms (wall ${ms(median(recover1.map((s) => s.wallMs)))})  ` +
+      `history ${historyN}: ${median(recoverN.map((s) => s.startupMs))} ms (wall ${ms(median(recoverN.map((s) => s.wallMs)))})  ` +
+      `[startupMs from the log; wall = spawn→listening line]`,
+  );
+  say(`${pad("bundle", 18)}${relative(process.cwd(), bundle)} ${(size / 1024).toFixed(0)} KiB (${size} bytes), gzip ${(gzip / 1024).toFixed(0)} KiB`);
+  say(
+    `${pad("noise check", 18)}raw sign again at the end: ${rate(rawAgain.rate)} (${((rawAgain.rate / raw.rate - 1) * 100).toFixed(0)}% vs the start); ` +
+      `load average ${load()}`,
+  );
+  say(`(bench took ${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
+
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+} finally {
+  cleanupSync();
+}
