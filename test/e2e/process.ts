@@ -43,10 +43,10 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-/** Builds dist/coordinator.mjs if it is missing or older than a source file, so the tests run on their own. */
-export function ensureBundle(): void {
+/** Builds the bundles (build.mjs) if `bundle` is missing or older than a source file, so the tests run on their own. */
+export function ensureBundle(bundle: string = bundlePath): void {
   const sources = Math.max(newestMtime(join(projectRoot, "src")), newestMtime(join(projectRoot, "adapters")));
-  if (existsSync(bundlePath) && statSync(bundlePath).mtimeMs >= sources) return;
+  if (existsSync(bundle) && statSync(bundle).mtimeMs >= sources) return;
   execFileSync(process.execPath, ["build.mjs"], { cwd: projectRoot, stdio: "pipe" });
 }
 

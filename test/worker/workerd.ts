@@ -1,6 +1,5 @@
 // Test helpers for workerd: the Worker bundle, Miniflare instances over it (with persisted Durable Object storage), and the driver harness reached over dispatchFetch.
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,27 +9,16 @@ import { afterAll, beforeAll } from "vitest";
 import { StoreError } from "../../src/storage/store.js";
 import type { CoordinatorDriver, StoreErrorCode } from "../../src/storage/store.js";
 import type { HarnessCall } from "./driver-harness.js";
+import { ensureBundle } from "../e2e/process.js";
 
 /** The project root, the Worker bundle, and the compatibility date wrangler.toml names. */
 export const projectRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 export const workerBundle = join(projectRoot, "dist", "worker.mjs");
 export const compatibilityDate = "2026-04-26";
 
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(path));
-    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
 /** Builds dist/worker.mjs with build.mjs if it is missing or older than a source file. */
 export function ensureWorkerBundle(): void {
-  const sources = Math.max(newestMtime(join(projectRoot, "src")), newestMtime(join(projectRoot, "adapters")));
-  if (existsSync(workerBundle) && statSync(workerBundle).mtimeMs >= sources) return;
-  execFileSync(process.execPath, ["build.mjs"], { cwd: projectRoot, stdio: "pipe" });
+  ensureBundle(workerBundle);
 }
 
 /** A running workerd (through Miniflare) and the lines it logged. */
