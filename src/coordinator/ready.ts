@@ -93,20 +93,6 @@ function corrupt(hash: string, why: string): never {
   throw new CoordinatorError("STATE_CORRUPT", `${key} ${why}`, { key });
 }
 
-/** Runs `fn` over items with at most `limit` in flight, keeping order. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  });
-  await Promise.all(workers);
-  return out;
-}
-
 /**
  * Verifies the whole stored state against the seed and returns it as a Ready state: the head's
  * signature, every CA object, and the history from the latest transition back to the first, each
@@ -202,40 +188,54 @@ function parseStoredManifest(bytes: Uint8Array, key: string): Manifest {
   }
 }
 
-/** Walks the transitions from the head back to the first, checking every transition, manifest and policy. */
+/**
+ * Walks the transitions from the head back to the first, checking every transition, manifest and
+ * policy. The walk itself is sequential (each transition names the one before), so each manifest and
+ * its policies are checked in the background as soon as their transition is read.
+ */
 async function loadHistory(store: Store, head: SignedHead): Promise<HistoryEntry[]> {
-  const links: { transition: string; manifest: string }[] = [];
+  const policyChecks = new Map<string, Promise<unknown>>();
+  const checkManifest = async (manifestHash: string): Promise<string[]> => {
+    const key = objectKey(kinds.manifest, manifestHash);
+    const policies = policyHashes(parseStoredManifest(await getObject(store, kinds.manifest, manifestHash), key));
+    for (const policy of policies) {
+      if (!policyChecks.has(policy)) policyChecks.set(policy, getObject(store, kinds.policy, policy));
+    }
+    await Promise.all(policies.map((policy) => policyChecks.get(policy)));
+    return policies;
+  };
+
+  const links: { transition: string; manifest: string; policies: Promise<string[]> }[] = [];
   let current = head.latestTransition;
   const zero = toHex(zeroHash);
-  while (current !== zero) {
-    if (links.length >= head.generation) {
-      const key = objectKey(kinds.transition, current);
-      throw new CoordinatorError("STATE_CORRUPT", `${key}: the history is longer than the head's generation`, { key });
+  try {
+    while (current !== zero) {
+      if (links.length >= head.generation) {
+        const key = objectKey(kinds.transition, current);
+        throw new CoordinatorError("STATE_CORRUPT", `${key}: the history is longer than the head's generation`, { key });
+      }
+      const { manifestHash, previousTransition } = decodeTransitionAt(
+        await getObject(store, kinds.transition, current),
+        current,
+      );
+      const manifest = toHex(manifestHash);
+      const policies = checkManifest(manifest);
+      policies.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+      links.push({ transition: current, manifest, policies });
+      current = toHex(previousTransition);
     }
-    const { manifestHash, previousTransition } = decodeTransitionAt(
-      await getObject(store, kinds.transition, current),
-      current,
-    );
-    links.push({ transition: current, manifest: toHex(manifestHash) });
-    current = toHex(previousTransition);
-  }
-  if (links.length !== head.generation) {
-    const key = objectKey(kinds.transition, head.latestTransition);
-    throw new CoordinatorError("STATE_CORRUPT", `${key}: the history has ${links.length} transitions, the head says ${head.generation}`, { key });
+    if (links.length !== head.generation) {
+      const key = objectKey(kinds.transition, head.latestTransition);
+      throw new CoordinatorError("STATE_CORRUPT", `${key}: the history has ${links.length} transitions, the head says ${head.generation}`, { key });
+    }
+  } finally {
+    // Let the background checks settle before returning or throwing, so none outlives the call.
+    await Promise.allSettled(links.map((l) => l.policies));
   }
   links.reverse();
-  const checkedPolicies = new Set<string>();
-  return mapLimit(links, 16, async (link) => {
-    const key = objectKey(kinds.manifest, link.manifest);
-    const manifest = parseStoredManifest(await getObject(store, kinds.manifest, link.manifest), key);
-    const policies = policyHashes(manifest);
-    for (const policy of policies) {
-      if (checkedPolicies.has(policy)) continue;
-      checkedPolicies.add(policy);
-      await getObject(store, kinds.policy, policy);
-    }
-    return { ...link, policies };
-  });
+  const entries: HistoryEntry[] = [];
+  for (const link of links) entries.push({ transition: link.transition, manifest: link.manifest, policies: await link.policies });
+  return entries;
 }
 
 function decodeTransitionAt(bytes: Uint8Array, hash: string): ReturnType<typeof decodeTransition> {
