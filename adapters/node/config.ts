@@ -1,8 +1,21 @@
 // The Node adapter's configuration: flags, with environment variables as fallbacks, checked once at start.
 import { parseArgs } from "node:util";
 
+/**
+ * A Kubernetes store: every field left out comes from the in-cluster environment (the
+ * ServiceAccount directory and `KUBERNETES_SERVICE_HOST`/`_PORT`).
+ */
+export interface KubernetesStoreConfig {
+  kind: "kubernetes";
+  server?: string;
+  namespace?: string;
+  tokenFile?: string;
+  caFile?: string;
+  mode: "crd" | "configmap";
+}
+
 /** Where the Coordinator keeps its state. */
-export type StoreConfig = { kind: "fs"; dir: string } | { kind: "memory" };
+export type StoreConfig = { kind: "fs"; dir: string } | { kind: "memory" } | KubernetesStoreConfig;
 
 /** The checked configuration. */
 export interface Config {
@@ -25,7 +38,11 @@ export const usage = `Usage: node coordinator.mjs [options]
 Options (environment variable in brackets):
   --port N                  port to listen on, default 1313                 [CONTRAST_PORT]
   --host ADDR               address to listen on, default 0.0.0.0           [CONTRAST_HOST]
-  --store fs:DIR | memory   where state lives, default fs:./data            [CONTRAST_STORE]
+  --store fs:DIR | memory | kubernetes[:OPTIONS]
+                            where state lives, default fs:./data            [CONTRAST_STORE]
+                            kubernetes: in-cluster (ServiceAccount token, CA, namespace);
+                            kubernetes:server=URL,namespace=NS,token-file=F,ca-file=F,mode=crd|configmap
+                            sets any of them explicitly
   --name NAME               Coordinator name (a DNS label), default coordinator [CONTRAST_NAME]
   --attestation MODE        none (default) or insecure-simulated            [CONTRAST_ATTESTATION]
   --tls-cert FILE           serve HTTPS with this PEM certificate chain     [CONTRAST_TLS_CERT]
@@ -73,7 +90,8 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   let store: StoreConfig;
   if (storeText === "memory") store = { kind: "memory" };
   else if (storeText.startsWith("fs:") && storeText.length > 3) store = { kind: "fs", dir: storeText.slice(3) };
-  else throw new ConfigError(`--store must be fs:DIR or memory, not ${JSON.stringify(storeText)}`);
+  else if (storeText === "kubernetes" || storeText.startsWith("kubernetes:")) store = parseKubernetesStore(storeText);
+  else throw new ConfigError(`--store must be fs:DIR, memory or kubernetes[:OPTIONS], not ${JSON.stringify(storeText)}`);
 
   const name = pick("name", "CONTRAST_NAME", "coordinator");
   if (!namePattern.test(name)) {
@@ -97,4 +115,53 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     attestation,
     tls: certFile === "" ? null : { certFile, keyFile },
   };
+}
+
+const kubernetesOptions = new Map([
+  ["server", "server"],
+  ["namespace", "namespace"],
+  ["token-file", "tokenFile"],
+  ["ca-file", "caFile"],
+  ["mode", "mode"],
+] as const);
+
+/** Parses `kubernetes` or `kubernetes:key=value,…` (keys: server, namespace, token-file, ca-file, mode). */
+function parseKubernetesStore(text: string): KubernetesStoreConfig {
+  const out: KubernetesStoreConfig = { kind: "kubernetes", mode: "crd" };
+  const rest = text.slice("kubernetes".length + 1);
+  if (text === "kubernetes" || rest === "") return out;
+  const seen = new Set<string>();
+  for (const part of rest.split(",")) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? "" : part.slice(eq + 1);
+    const field = kubernetesOptions.get(key as never);
+    if (field === undefined) {
+      throw new ConfigError(`--store kubernetes: unknown option ${JSON.stringify(key)} (server, namespace, token-file, ca-file, mode)`);
+    }
+    if (value === "") throw new ConfigError(`--store kubernetes: ${key} needs a value (${key}=…)`);
+    if (seen.has(key)) throw new ConfigError(`--store kubernetes: ${key} is given twice`);
+    seen.add(key);
+    if (field === "mode") {
+      if (value !== "crd" && value !== "configmap") throw new ConfigError(`--store kubernetes: mode must be crd or configmap, not ${JSON.stringify(value)}`);
+      out.mode = value;
+    } else if (field === "server") {
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        throw new ConfigError(`--store kubernetes: server must be a URL, not ${JSON.stringify(value)}`);
+      }
+      if ((url.protocol !== "https:" && url.protocol !== "http:") || (url.pathname !== "/" && url.pathname !== "") || url.search !== "") {
+        throw new ConfigError(`--store kubernetes: server must be an https:// URL without a path, not ${JSON.stringify(value)}`);
+      }
+      out.server = `${url.protocol}//${url.host}`;
+    } else if (field === "namespace") {
+      if (!namePattern.test(value)) throw new ConfigError(`--store kubernetes: namespace must be a DNS label, not ${JSON.stringify(value)}`);
+      out.namespace = value;
+    } else {
+      out[field] = value;
+    }
+  }
+  return out;
 }

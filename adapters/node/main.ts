@@ -14,6 +14,8 @@ import { createStore } from "../../src/storage/store.js";
 import { ConfigError, parseConfig, usage } from "./config.js";
 import type { Config } from "./config.js";
 import { fsDriver } from "./fs-driver.js";
+import { describeKubernetes, kubernetesStore, resolveKubernetesSettings } from "./kubernetes.js";
+import type { KubernetesSettings } from "./kubernetes.js";
 
 const startedAt = performance.now();
 
@@ -39,6 +41,7 @@ function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
 async function main(): Promise<void> {
   let config: Config | "help";
   let tls: ReturnType<typeof readTls>;
+  let kube: KubernetesSettings | null = null;
   try {
     config = parseConfig(process.argv.slice(2), process.env);
     if (config === "help") {
@@ -46,12 +49,20 @@ async function main(): Promise<void> {
       return;
     }
     tls = readTls(config);
+    if (config.store.kind === "kubernetes") kube = resolveKubernetesSettings(config.store, process.env);
   } catch (err) {
     if (err instanceof ConfigError) fail(`error: ${err.message}`, 2);
     throw err;
   }
 
-  const driver = config.store.kind === "fs" ? fsDriver({ base: resolve(config.store.dir) }) : memoryDriver();
+  const driver =
+    kube !== null
+      ? kubernetesStore(kube, config.name)
+      : config.store.kind === "fs"
+        ? fsDriver({ base: resolve(config.store.dir) })
+        : memoryDriver();
+  const storeText =
+    kube !== null ? describeKubernetes(kube) : config.store.kind === "fs" ? `fs:${resolve(config.store.dir)}` : "memory";
   const store = createStore(driver);
   const validators = new Map<string, AttestationValidator>();
   if (config.attestation === "insecure-simulated") {
@@ -65,7 +76,7 @@ async function main(): Promise<void> {
   try {
     coordinator = await Coordinator.start({ store, name: config.name, validators });
   } catch (err) {
-    fail(`error: cannot read the store (${config.store.kind === "fs" ? config.store.dir : "memory"}): ${(err as Error).message}`, 1);
+    fail(`error: cannot read the store (${storeText}): ${(err as Error).message}`, 1);
   }
   const app = createApp({ coordinator, log });
 
@@ -81,7 +92,7 @@ async function main(): Promise<void> {
         address: info.address,
         port: info.port,
         tls: tls !== null,
-        store: config.store.kind === "fs" ? `fs:${resolve(config.store.dir)}` : "memory",
+        store: storeText,
         name: config.name,
         state: coordinator.currentState,
         startupMs: Math.round(performance.now() - startedAt),

@@ -60,3 +60,42 @@ describe("parseConfig", () => {
     expect((error as Error).message).not.toContain("\n");
   });
 });
+
+describe("parseConfig: the kubernetes store", () => {
+  it("takes `kubernetes` as in-cluster, with every setting left to the environment", () => {
+    expect(parseConfig(["--store", "kubernetes"], {})).toMatchObject({ store: { kind: "kubernetes", mode: "crd" } });
+    expect(parseConfig([], { CONTRAST_STORE: "kubernetes" })).toMatchObject({ store: { kind: "kubernetes", mode: "crd" } });
+  });
+
+  it("takes explicit settings after `kubernetes:`", () => {
+    const store = "kubernetes:server=https://127.0.0.1:6443,namespace=contrast,token-file=/t,ca-file=/ca.crt,mode=configmap";
+    expect(parseConfig(["--store", store], {})).toMatchObject({
+      store: { kind: "kubernetes", server: "https://127.0.0.1:6443", namespace: "contrast", tokenFile: "/t", caFile: "/ca.crt", mode: "configmap" },
+    });
+    expect(parseConfig(["--store", "kubernetes:namespace=other"], {})).toEqual(
+      expect.objectContaining({ store: { kind: "kubernetes", namespace: "other", mode: "crd" } }),
+    );
+  });
+
+  it.each([
+    ["kubernetes:bogus=1", /unknown option "bogus"/],
+    ["kubernetes:server=", /server needs a value/],
+    ["kubernetes:server=ftp://x", /https:\/\/ URL/],
+    ["kubernetes:server=https://h/path", /without a path/],
+    ["kubernetes:server=not a url", /must be a URL/],
+    ["kubernetes:namespace=Bad_NS", /namespace must be a DNS label/],
+    ["kubernetes:mode=secret", /mode must be crd or configmap/],
+    ["kubernetes:namespace=a,namespace=b", /given twice/],
+    ["kubernetesx", /--store must be/],
+  ])("rejects --store %s with one line naming the problem", (store, pattern) => {
+    let error: unknown;
+    try {
+      parseConfig(["--store", store], {});
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(pattern);
+    expect((error as Error).message).not.toContain("\n");
+  });
+});
