@@ -95,7 +95,9 @@ async function main(): Promise<void> {
         store: storeText,
         name: config.name,
         state: coordinator.currentState,
+        // From the entry's own code (modules loaded), and from the process's start (Node boot included).
         startupMs: Math.round(performance.now() - startedAt),
+        sinceProcessStartMs: Math.round(performance.now()),
       });
     },
   );
