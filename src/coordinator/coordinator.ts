@@ -5,8 +5,9 @@ import {
   createRootCertificate,
   createTransactionSignerCertificate,
   domainMessage,
-  issueLeaf,
+  issueLeafDer,
   subjectKeyId,
+  toPem,
 } from "../crypto/ca.js";
 import type { CertifiedKey } from "../crypto/ca.js";
 import { randomBytes, subtle } from "../crypto/provider.js";
@@ -529,14 +530,19 @@ export class Coordinator {
     if (entry === undefined) {
       throw new CoordinatorError("POLICY_NOT_IN_MANIFEST", `policy ${policyHash} is not in the current manifest`);
     }
-    const leaf = await issueLeaf(
+    const leaf = await issueLeafDer(
       ready.mesh,
-      { publicKey, sans: entry.SANs.map(generalName), commonName: entry.SANs[0] ?? policyHash },
+      {
+        publicKey,
+        subjectPublicKeyInfo: input.publicKey,
+        sans: entry.SANs.map(generalName),
+        commonName: entry.SANs[0] ?? policyHash,
+      },
       this.now(),
     );
     const secret = await workloadSecret(ready.engine, entry.WorkloadSecretID);
     return {
-      certChain: storedCertificate(leaf, "").pem + ready.intermediateCA.pem,
+      certChain: toPem(leaf) + ready.intermediateCA.pem,
       meshCA: ready.meshCA.pem,
       rootCA: ready.rootCA.pem,
       workloadSecret: secret,

@@ -1,6 +1,7 @@
 // SEC1 'EC PRIVATE KEY' DER encoding (RFC 5915) of P-384 keys, byte for byte as Go's x509.MarshalECPrivateKey.
 import { CoordinatorError } from "../errors.js";
 import { concat } from "../encoding.js";
+import { tlv } from "./der.js";
 
 /** DER of the secp384r1 OID, 1.3.132.0.34. */
 const secp384r1Oid = Uint8Array.of(0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22);
@@ -9,20 +10,6 @@ const secp384r1Oid = Uint8Array.of(0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22);
 const scalarLength = 48;
 /** Byte length of an uncompressed P-384 point. */
 const pointLength = 1 + 2 * scalarLength;
-
-/** A DER tag-length-value with a definite, minimal length. */
-function tlv(tag: number, content: Uint8Array): Uint8Array {
-  const n = content.length;
-  let length: Uint8Array;
-  if (n < 0x80) {
-    length = Uint8Array.of(n);
-  } else {
-    const bytes: number[] = [];
-    for (let rest = n; rest > 0; rest = Math.floor(rest / 256)) bytes.unshift(rest % 256);
-    length = Uint8Array.of(0x80 | bytes.length, ...bytes);
-  }
-  return concat(Uint8Array.of(tag), length, content);
-}
 
 /**
  * SEC1 ECPrivateKey DER (RFC 5915) with the named curve and the public point, exactly as Go's

@@ -1,0 +1,201 @@
+// Workload leaf certificates built directly in DER from a per-mesh-CA template and signed with WebCrypto, without an ASN.1 object model.
+import { fromHex } from "../encoding.js";
+import { CoordinatorError } from "../errors.js";
+import { canonicalIp } from "../manifest/san.js";
+import type { GeneralName } from "../manifest/san.js";
+import {
+  bitString,
+  boolean,
+  children,
+  ecdsaSignatureDer,
+  explicit,
+  ia5Bytes,
+  implicit,
+  integer,
+  isPrintable,
+  namedBits,
+  octetString,
+  oid,
+  printableString,
+  readElement,
+  sequence,
+  setOf,
+  smallInteger,
+  tags,
+  time,
+  utf8String,
+} from "./der.js";
+import { subtle } from "./provider.js";
+
+/** DER AlgorithmIdentifier of ecdsa-with-SHA384 (1.2.840.10045.4.3.3, parameters absent, RFC 5758 §3.2). */
+export const ecdsaWithSha384 = sequence(oid("1.2.840.10045.4.3.3"));
+
+const version3 = explicit(0, smallInteger(2));
+const commonNameOid = oid("2.5.4.3");
+
+function extension(id: string, critical: boolean, value: Uint8Array): Uint8Array {
+  return critical ? sequence(oid(id), boolean(true), octetString(value)) : sequence(oid(id), octetString(value));
+}
+
+/** basicConstraints (critical): CA false, encoded as the empty SEQUENCE since cA defaults to FALSE. */
+const basicConstraints = extension("2.5.29.19", true, sequence());
+/** keyUsage (critical): digitalSignature (bit 0) and keyEncipherment (bit 2). */
+const keyUsage = extension("2.5.29.15", true, namedBits([0, 2]));
+/** extKeyUsage: serverAuth, clientAuth. */
+const extKeyUsage = extension("2.5.29.37", false, sequence(oid("1.3.6.1.5.5.7.3.1"), oid("1.3.6.1.5.5.7.3.2")));
+
+/** What stays the same for every leaf one mesh CA issues: its subject as the issuer, its key identifier and signing key. */
+export interface LeafTemplate {
+  /** The issuer Name, byte for byte the subject of the issuing CA certificate. */
+  issuer: Uint8Array;
+  /** The encoded authorityKeyIdentifier extension (keyIdentifier only). */
+  authorityKeyIdentifier: Uint8Array;
+  /** The CA's ECDSA private key. */
+  signingKey: CryptoKey;
+}
+
+/** The per-leaf values. */
+export interface LeafFields {
+  /** The serial number's big-endian magnitude (positive; encoded minimally). */
+  serialNumber: Uint8Array;
+  notBefore: Date;
+  notAfter: Date;
+  /** The subject's only attribute: PrintableString if it fits that alphabet, else UTF8String. */
+  commonName: string;
+  /** The subject's SubjectPublicKeyInfo, DER. */
+  subjectPublicKeyInfo: Uint8Array;
+  /** The subjectKeyIdentifier value. */
+  subjectKeyId: Uint8Array;
+  /** DNS names and IP addresses, in order; no subjectAltName extension when empty. */
+  sans: readonly GeneralName[];
+}
+
+/** The DER SubjectPublicKeyInfo of an uncompressed EC point on a named curve, up to the point: what WebCrypto exports. */
+function ecSpkiPrefix(curveOid: string, pointLength: number): Uint8Array {
+  const spki = sequence(sequence(oid("1.2.840.10045.2.1"), oid(curveOid)), bitString(new Uint8Array(pointLength)));
+  return spki.subarray(0, spki.length - pointLength);
+}
+
+const ecSpkiPrefixes = [
+  { prefix: ecSpkiPrefix("1.2.840.10045.3.1.7", 65), pointLength: 65 }, // P-256
+  { prefix: ecSpkiPrefix("1.3.132.0.34", 97), pointLength: 97 }, // P-384
+];
+
+/**
+ * The uncompressed EC point of a SubjectPublicKeyInfo if the SPKI is byte for byte the DER that
+ * WebCrypto exports for a P-256 or P-384 public key (named curve, uncompressed point), else null.
+ * It does not check that the point is on the curve: importing the key does that.
+ */
+export function canonicalEcPoint(spki: Uint8Array): Uint8Array | null {
+  for (const { prefix, pointLength } of ecSpkiPrefixes) {
+    if (spki.length !== prefix.length + pointLength || spki[prefix.length] !== 0x04) continue;
+    let same = true;
+    for (let i = 0; i < prefix.length && same; i++) same = spki[i] === prefix[i];
+    if (same) return spki.slice(prefix.length);
+  }
+  return null;
+}
+
+/** The subject Name of a DER certificate, exactly as encoded there. */
+export function certificateSubject(certificate: Uint8Array): Uint8Array {
+  const cert = readElement(certificate);
+  const tbs = cert.tag === tags.sequence ? children(certificate, cert)[0] : undefined;
+  if (cert.end !== certificate.length || tbs?.tag !== tags.sequence) {
+    throw new CoordinatorError("INTERNAL", "the issuing CA certificate is not a DER certificate");
+  }
+  const fields = children(certificate, tbs);
+  // version [0] is optional; then serialNumber, signature, issuer, validity, subject.
+  const subject = fields[fields[0]?.tag === 0xa0 ? 5 : 4];
+  if (subject?.tag !== tags.sequence) throw new CoordinatorError("INTERNAL", "the issuing CA certificate has no subject");
+  return certificate.slice(subject.start, subject.end);
+}
+
+/** The template for leaves issued by the holder of `signingKey`, certified by `issuerCertificate` (DER) with key identifier `issuerKeyId`. */
+export function leafTemplate(issuerCertificate: Uint8Array, issuerKeyId: Uint8Array, signingKey: CryptoKey): LeafTemplate {
+  return {
+    issuer: certificateSubject(issuerCertificate),
+    authorityKeyIdentifier: extension("2.5.29.35", false, sequence(implicit(0, issuerKeyId))),
+    signingKey,
+  };
+}
+
+/** A CA as the core holds it (structurally `CertifiedKey`). */
+export interface LeafIssuer {
+  privateKey: CryptoKey;
+  certificate: { rawData: ArrayBuffer };
+  /** Subject key identifier, hex. */
+  keyId: string;
+}
+
+const templates = new WeakMap<LeafIssuer, { certificate: LeafIssuer["certificate"]; keyId: string; template: LeafTemplate }>();
+
+/** The template of a CA, made once per CA object and reused while its certificate, key and key identifier stay the same. */
+export function templateFor(ca: LeafIssuer): LeafTemplate {
+  const cached = templates.get(ca);
+  if (
+    cached !== undefined &&
+    cached.certificate === ca.certificate &&
+    cached.keyId === ca.keyId &&
+    cached.template.signingKey === ca.privateKey
+  ) {
+    return cached.template;
+  }
+  const template = leafTemplate(new Uint8Array(ca.certificate.rawData), fromHex(ca.keyId), ca.privateKey);
+  templates.set(ca, { certificate: ca.certificate, keyId: ca.keyId, template });
+  return template;
+}
+
+/** The 4 or 16 address bytes of an IP SAN (any form `canonicalIp` accepts). */
+export function ipAddressBytes(value: string): Uint8Array {
+  const canonical = canonicalIp(value);
+  if (canonical === null) throw new CoordinatorError("INTERNAL", `invalid IP address SAN ${JSON.stringify(value)}`);
+  if (!canonical.includes(":")) return Uint8Array.from(canonical.split(".").map(Number));
+  const out = new Uint8Array(16);
+  canonical.split(":").forEach((group, i) => {
+    const n = parseInt(group, 16);
+    out[2 * i] = n >> 8;
+    out[2 * i + 1] = n & 0xff;
+  });
+  return out;
+}
+
+/** The GeneralNames of the SANs: dNSName [2] IA5String, iPAddress [7] OCTET STRING (both implicitly tagged). */
+function generalNames(sans: readonly GeneralName[]): Uint8Array {
+  return sequence(
+    ...sans.map((name) => (name.type === "dns" ? implicit(2, ia5Bytes(name.value)) : implicit(7, ipAddressBytes(name.value)))),
+  );
+}
+
+/** The DER TBSCertificate of a leaf, as RFC 5280 §4.1 lays it out. */
+export function leafTbs(template: LeafTemplate, fields: LeafFields): Uint8Array {
+  const subjectValue = isPrintable(fields.commonName) ? printableString(fields.commonName) : utf8String(fields.commonName);
+  const extensions = [
+    basicConstraints,
+    keyUsage,
+    extKeyUsage,
+    extension("2.5.29.14", false, octetString(fields.subjectKeyId)),
+    template.authorityKeyIdentifier,
+  ];
+  if (fields.sans.length > 0) extensions.push(extension("2.5.29.17", false, generalNames(fields.sans)));
+  return sequence(
+    version3,
+    integer(fields.serialNumber),
+    ecdsaWithSha384,
+    template.issuer,
+    sequence(time(fields.notBefore), time(fields.notAfter)),
+    sequence(setOf(sequence(commonNameOid, subjectValue))),
+    fields.subjectPublicKeyInfo,
+    explicit(3, sequence(...extensions)),
+  );
+}
+
+/** The DER certificate of a TBSCertificate signed with `signingKey` by ECDSA with SHA-384. */
+export async function signCertificate(tbs: Uint8Array, signingKey: CryptoKey): Promise<Uint8Array> {
+  const p1363 = new Uint8Array(await subtle().sign({ name: "ECDSA", hash: "SHA-384" }, signingKey, tbs as BufferSource));
+  return sequence(tbs, ecdsaWithSha384, bitString(ecdsaSignatureDer(p1363)));
+}
+
+/** Builds and signs a leaf certificate; returns its DER. */
+export async function buildLeaf(template: LeafTemplate, fields: LeafFields): Promise<Uint8Array> {
+  return signCertificate(leafTbs(template, fields), template.signingKey);
+}
