@@ -10,6 +10,7 @@ import type { Context, FlagValues } from "./context.js";
 import { defaultSeedShareOwnerBits, generate } from "./commands/generate.js";
 import { meshCert } from "./commands/mesh-cert.js";
 import { recover } from "./commands/recover.js";
+import { seedshareCheck } from "./commands/seedshare.js";
 import { set } from "./commands/set.js";
 import { status } from "./commands/status.js";
 import { verify } from "./commands/verify.js";
@@ -26,6 +27,8 @@ const globalOptions: Options = {
 };
 
 interface Command {
+  /** A required second word, e.g. `check` of `contrast seedshare check`. */
+  subcommand?: string;
   summary: string;
   usage: string;
   options: Options;
@@ -36,24 +39,30 @@ interface Command {
 
 const commands: Record<string, Command> = {
   generate: {
-    summary: "create the owner keys if missing and (re)write manifest.json from policies/",
-    usage: "contrast generate [--add-workload-owner-key FILE]... [--add-seedshare-owner-key FILE]... [--disable-updates]",
+    summary: "(re)write manifest.json from policies/ and the owner keys; create missing keys of this workspace",
+    usage:
+      "contrast generate [--seedshare-owner-key FILE]... [--threshold N] [--add-seedshare-owner-key FILE]... [--add-workload-owner-key FILE]... [--disable-updates]",
     options: {
       "add-workload-owner-key": { type: "string", multiple: true },
+      "seedshare-owner-key": { type: "string", multiple: true },
       "add-seedshare-owner-key": { type: "string", multiple: true },
+      threshold: { type: "string" },
       "disable-updates": { type: "boolean" },
       "seedshare-owner-bits": { type: "string" },
     },
     flags: [
+      "--seedshare-owner-key FILE      (repeatable) the seed-share owners are exactly these RSA keys (PEM, public or private),",
+      "                                in this order; without it: those of manifest.json, or a new seedshare-owner.pem",
+      "--threshold N                   recovery needs N of the seed-share owners (default: manifest.json's, else 1)",
+      "--add-seedshare-owner-key FILE  (repeatable) also give a seed share to this RSA key",
       "--add-workload-owner-key FILE   also allow this ECDSA P-384 key (PEM, public or private) to update the manifest",
-      "--add-seedshare-owner-key FILE  also give a seed share to this RSA key (PEM, public or private)",
       "--disable-updates               list no workload owner: the manifest can never be updated",
       `--seedshare-owner-bits N        size of a newly generated seedshare-owner.pem (default ${defaultSeedShareOwnerBits}, at least 3072)`,
     ],
     run: generate,
   },
   set: {
-    summary: "send manifest.json and its policies; the first set writes seed-shares.json and the CA files",
+    summary: "send manifest.json and its policies; writes seed-shares.json (first set, new owners) and the CA files",
     usage: "contrast set -c URL [--workload-owner-key FILE]",
     options: { "workload-owner-key": { type: "string" } },
     flags: ["--workload-owner-key FILE  sign an update with this key instead of workload-owner.pem"],
@@ -67,11 +76,19 @@ const commands: Record<string, Command> = {
     run: verify,
   },
   recover: {
-    summary: "decrypt this owner's seed share and recover a restarted Coordinator",
+    summary: "submit this owner's seed share to a restarted Coordinator and print the progress",
     usage: "contrast recover -c URL [--seedshare-owner-key FILE]",
-    options: { "seedshare-owner-key": { type: "string" } },
-    flags: ["--seedshare-owner-key FILE  decrypt with this RSA key instead of seedshare-owner.pem"],
+    options: { "seedshare-owner-key": { type: "string", multiple: true } },
+    flags: ["--seedshare-owner-key FILE  decrypt with this RSA private key instead of seedshare-owner.pem"],
     run: recover,
+  },
+  seedshare: {
+    subcommand: "check",
+    summary: "offline: check that this owner's share in seed-shares.json decrypts and matches its commitment",
+    usage: "contrast seedshare check [--seedshare-owner-key FILE]",
+    options: { "seedshare-owner-key": { type: "string", multiple: true } },
+    flags: ["--seedshare-owner-key FILE  decrypt with this RSA private key instead of seedshare-owner.pem"],
+    run: seedshareCheck,
   },
   status: {
     summary: "show the Coordinator's state, name, generation, latest transition and recovery progress",
@@ -117,7 +134,7 @@ function help(command?: string): string {
     "usage: contrast COMMAND [flags]",
     "",
     "commands:",
-    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`),
+    ...Object.entries(commands).map(([name, c]) => `  ${`${name}${c.subcommand === undefined ? "" : ` ${c.subcommand}`}`.padEnd(16)} ${c.summary}`),
     "",
     "global flags:",
     ...globalHelp.map((f) => `  ${f}`),
@@ -165,7 +182,14 @@ export async function main(args: string[]): Promise<number> {
       process.stdout.write(help(name));
       return exitCodes.ok;
     }
-    if (positionals.length > 1) throw usageError(`unexpected argument ${JSON.stringify(positionals[1])}`, `usage: ${command.usage}`);
+    const words = command.subcommand === undefined ? 1 : 2;
+    if (command.subcommand !== undefined && positionals[1] !== command.subcommand) {
+      throw usageError(
+        positionals[1] === undefined ? `contrast ${name} needs a subcommand` : `unknown subcommand ${JSON.stringify(`${name} ${positionals[1]}`)}`,
+        `usage: ${command.usage}`,
+      );
+    }
+    if (positionals.length > words) throw usageError(`unexpected argument ${JSON.stringify(positionals[words])}`, `usage: ${command.usage}`);
     let timeoutMs = 3 * 60_000;
     if (typeof values.timeout === "string") {
       try {

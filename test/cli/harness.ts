@@ -1,10 +1,11 @@
 // Helpers of the CLI tests: run the built dist/contrast.mjs, snapshot directories, and a gating proxy that makes two updates race deterministically.
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { expect } from "vitest";
 import { ensureBundle, projectRoot, runBundle } from "../e2e/process.js";
 
@@ -70,6 +71,24 @@ export function snapshot(dir: string): Record<string, string> {
   };
   walk(dir, "");
   return out;
+}
+
+/** A seed-share owner's key files as an owner makes them with openssl: `<name>.pem` (private) and `<name>.pub` (public), and the hex DER SPKI the manifest lists. */
+export interface OwnerKeyFiles {
+  pem: string;
+  pub: string;
+  spki: string;
+}
+
+/** Makes a seed-share owner's RSA key pair (3072 bits, the smallest allowed, to stay fast) in `dir` with openssl. */
+export async function ownerKeyFiles(dir: string, name: string): Promise<OwnerKeyFiles> {
+  const run = promisify(execFile);
+  const pem = join(dir, `${name}.pem`);
+  const pub = join(dir, `${name}.pub`);
+  await run("/usr/bin/openssl", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072", "-out", pem]);
+  await run("/usr/bin/openssl", ["pkey", "-in", pem, "-pubout", "-out", pub]);
+  const { stdout } = await run("/usr/bin/openssl", ["pkey", "-in", pem, "-pubout", "-outform", "DER"], { encoding: "buffer" });
+  return { pem, pub, spki: Buffer.from(stdout).toString("hex") };
 }
 
 /** A proxy in front of a Coordinator. */

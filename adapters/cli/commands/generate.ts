@@ -2,7 +2,7 @@
 import type { Dirent } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { extname, join } from "node:path";
-import { fromUtf8, toHex } from "../../../src/encoding.js";
+import { fromHex, fromUtf8, toHex } from "../../../src/encoding.js";
 import {
   generateSeedShareOwnerKey,
   generateWorkloadOwnerKey,
@@ -12,6 +12,7 @@ import {
   loadWorkloadOwnerPublicKey,
   pem,
 } from "../../../src/client/keys.js";
+import type { SeedShareOwnerKey } from "../../../src/client/keys.js";
 import { sha256 } from "../../../src/crypto/provider.js";
 import { minSeedShareOwnerBits, parseManifest } from "../../../src/manifest/manifest.js";
 import type { Manifest } from "../../../src/manifest/manifest.js";
@@ -91,6 +92,55 @@ function unique<T>(items: T[]): T[] {
   return [...new Set(items)];
 }
 
+/** One seed-share owner key given on the command line: the file and its hex DER SPKI. */
+interface OwnerKeyFile {
+  file: string;
+  spki: string;
+}
+
+/** Loads the seed-share owner public keys given with a flag; the same key twice is a mistake. */
+async function loadShareOwnerFiles(paths: string[], seen: Map<string, string>): Promise<OwnerKeyFile[]> {
+  const out: OwnerKeyFile[] = [];
+  for (const file of paths) {
+    const key = await loadSeedShareOwnerPublicKey(fromUtf8(await readInput(file, "pass an existing PEM file")), file);
+    if (key.bits < minSeedShareOwnerBits) {
+      throw new CliError("KEY_WRONG_TYPE", `${file} is an RSA key of ${key.bits} bits; at least ${minSeedShareOwnerBits} are needed`);
+    }
+    const spki = toHex(key.spki);
+    const earlier = seen.get(spki);
+    if (earlier !== undefined) {
+      throw usageError(
+        earlier === file ? `${file} is given twice as a seed-share owner key` : `${earlier} and ${file} are the same seed-share owner key`,
+        "give each seed-share owner's key once",
+      );
+    }
+    seen.set(spki, file);
+    out.push({ file, spki });
+  }
+  return out;
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && new Set([...a, ...b]).size === a.length;
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** The workspace's seedshare-owner.pem, generated (PKCS#8, 0600) if missing; a key below the minimum size is an error. */
+async function workspaceShareOwnerKey(ws: Workspace, bits: number): Promise<{ key: SeedShareOwnerKey; created: boolean }> {
+  const made = await ensureKey(ws, files.seedShareOwnerKey, () => generateSeedShareOwnerKey(bits), loadSeedShareOwnerKey);
+  if (made.key.bits < minSeedShareOwnerBits) {
+    throw new CliError(
+      "KEY_WRONG_TYPE",
+      `${files.seedShareOwnerKey} is an RSA key of ${made.key.bits} bits; at least ${minSeedShareOwnerBits} are needed`,
+      "replace it with a larger key (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096)",
+    );
+  }
+  return made;
+}
+
 /** Runs `contrast generate`. */
 export async function generate(ctx: Context): Promise<void> {
   const bitsText = stringFlag(ctx.flags, "seedshare-owner-bits") ?? String(defaultSeedShareOwnerBits);
@@ -98,9 +148,14 @@ export async function generate(ctx: Context): Promise<void> {
   if (!/^\d+$/.test(bitsText) || bits < minSeedShareOwnerBits || bits > 16384 || bits % 8 !== 0) {
     throw usageError(`--seedshare-owner-bits ${bitsText}: must be a multiple of 8 from ${minSeedShareOwnerBits} to 16384`);
   }
+  const thresholdText = stringFlag(ctx.flags, "threshold");
+  if (thresholdText !== undefined && !/^[1-9][0-9]{0,2}$/.test(thresholdText)) {
+    throw usageError(`--threshold ${thresholdText}: must be a whole number from 1 to the number of seed-share owners`);
+  }
   const disableUpdates = ctx.flags["disable-updates"] === true;
   const extraOwners = listFlag(ctx.flags, "add-workload-owner-key");
-  const extraShareOwners = listFlag(ctx.flags, "add-seedshare-owner-key");
+  const exactShareOwnerFiles = listFlag(ctx.flags, "seedshare-owner-key");
+  const extraShareOwnerFiles = listFlag(ctx.flags, "add-seedshare-owner-key");
   if (disableUpdates && extraOwners.length > 0) {
     throw usageError("--disable-updates and --add-workload-owner-key contradict each other", "pass one of them");
   }
@@ -134,23 +189,47 @@ export async function generate(ctx: Context): Promise<void> {
   for (const file of extraOwners) {
     addedOwners.push((await loadWorkloadOwnerPublicKey(fromUtf8(await readInput(file, "pass an existing PEM file")), file)).digest);
   }
-  const addedShareOwners: string[] = [];
-  for (const file of extraShareOwners) {
-    const key = await loadSeedShareOwnerPublicKey(fromUtf8(await readInput(file, "pass an existing PEM file")), file);
-    if (key.bits < minSeedShareOwnerBits) {
-      throw new CliError("KEY_WRONG_TYPE", `${file} is an RSA key of ${key.bits} bits; at least ${minSeedShareOwnerBits} are needed`);
-    }
-    addedShareOwners.push(toHex(key.spki));
+  const seen = new Map<string, string>();
+  const exactShareOwners = await loadShareOwnerFiles(exactShareOwnerFiles, seen);
+  const extraShareOwners = await loadShareOwnerFiles(extraShareOwnerFiles, seen);
+
+  // The seed-share owners: exactly the --seedshare-owner-key files if any are given; else those of the
+  // earlier manifest.json, or (for a new manifest) the workspace's seedshare-owner.pem, made if missing.
+  // --add-seedshare-owner-key adds to either.
+  const toBeCreated = "";
+  let base: string[];
+  if (exactShareOwners.length > 0) {
+    base = exactShareOwners.map((k) => k.spki);
+  } else if (previous !== null) {
+    base = previous.SeedshareOwnerPubKeys;
+  } else if (await ws.has(files.seedShareOwnerKey)) {
+    base = [toHex((await workspaceShareOwnerKey(ws, bits)).key.spki)];
+  } else {
+    base = [toBeCreated];
+  }
+  let shareOwners = unique([...base, ...extraShareOwners.map((k) => k.spki)]);
+  // The same owners in another order would still hand out new shares: keep the earlier order.
+  if (previous !== null && sameSet(shareOwners, previous.SeedshareOwnerPubKeys)) shareOwners = previous.SeedshareOwnerPubKeys;
+
+  const n = shareOwners.length;
+  const previousThreshold = previous?.Threshold ?? 1;
+  const threshold = thresholdText !== undefined ? Number(thresholdText) : previousThreshold;
+  if (threshold > n) {
+    throw usageError(
+      thresholdText !== undefined
+        ? `--threshold ${threshold}: there ${n === 1 ? "is" : "are"} only ${plural(n, "seed-share owner")}`
+        : `${files.manifest} has Threshold ${threshold}, but there would be only ${plural(n, "seed-share owner")}`,
+      `pass --threshold N with N from 1 to ${n}`,
+    );
   }
 
+  // Every input is valid: now the keys this workspace lacks are made.
   const owner = await ensureKey(ws, files.workloadOwnerKey, generateWorkloadOwnerKey, loadWorkloadOwnerKey);
-  const shareOwner = await ensureKey(ws, files.seedShareOwnerKey, () => generateSeedShareOwnerKey(bits), loadSeedShareOwnerKey);
-  if (shareOwner.key.bits < minSeedShareOwnerBits) {
-    throw new CliError(
-      "KEY_WRONG_TYPE",
-      `${files.seedShareOwnerKey} is an RSA key of ${shareOwner.key.bits} bits; at least ${minSeedShareOwnerBits} are needed`,
-      "replace it with a larger key (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096)",
-    );
+  let shareOwnerCreated = false;
+  if (shareOwners.includes(toBeCreated)) {
+    const made = await workspaceShareOwnerKey(ws, bits);
+    shareOwnerCreated = made.created;
+    shareOwners = shareOwners.map((k) => (k === toBeCreated ? toHex(made.key.spki) : k));
   }
 
   // Entries keep the SANs of an earlier manifest.json for the same workload name.
@@ -163,24 +242,56 @@ export async function generate(ctx: Context): Promise<void> {
     Policies,
     ReferenceValues: previous?.ReferenceValues ?? {},
     WorkloadOwnerKeyDigests: disableUpdates ? [] : unique([...(previous?.WorkloadOwnerKeyDigests ?? []), owner.key.digest, ...addedOwners]),
-    SeedshareOwnerPubKeys: unique([...(previous?.SeedshareOwnerPubKeys ?? []), toHex(shareOwner.key.spki), ...addedShareOwners]),
+    SeedshareOwnerPubKeys: shareOwners,
   };
+  // Absent means 1 (each owner alone recovers), as in Contrast's manifest.
+  if (threshold > 1) manifest.Threshold = threshold;
   await ws.write(files.manifest, JSON.stringify(manifest, null, 2) + "\n");
+
+  const ownersChanged =
+    previous !== null && (previousThreshold !== threshold || !sameOwnersInOrder(previous.SeedshareOwnerPubKeys, shareOwners));
+  const removed = previous === null ? 0 : previous.SeedshareOwnerPubKeys.filter((k) => !shareOwners.includes(k)).length;
+  const added = previous === null ? 0 : shareOwners.filter((k) => !previous.SeedshareOwnerPubKeys.includes(k)).length;
+  const ownerDigests = await Promise.all(shareOwners.map(async (k) => toHex(await sha256(fromHex(k)))));
 
   const created: string[] = [];
   if (owner.created) created.push(files.workloadOwnerKey);
-  if (shareOwner.created) created.push(files.seedShareOwnerKey);
+  if (shareOwnerCreated) created.push(files.seedShareOwnerKey);
   ctx.out.result({
     workspace: ws.dir,
     created,
     manifest: ws.path(files.manifest),
     policies: policies.map((p) => ({ name: p.name, file: p.file, hash: p.hash })),
     workloadOwnerKeyDigests: manifest.WorkloadOwnerKeyDigests,
-    seedShareOwners: manifest.SeedshareOwnerPubKeys.length,
+    seedShareOwners: n,
+    seedShareOwnerKeyDigests: ownerDigests,
+    threshold,
+    seedShareOwnersChanged: ownersChanged,
   });
   for (const f of created) ctx.out.line(`created ${ws.show(ws.path(f))}`);
-  ctx.out.line(`wrote ${ws.show(ws.path(files.manifest))}: ${policies.length} ${policies.length === 1 ? "policy" : "policies"}, ` +
-    `${manifest.WorkloadOwnerKeyDigests.length} workload owner${manifest.WorkloadOwnerKeyDigests.length === 1 ? "" : "s"}` +
-    `${disableUpdates ? " (updates disabled)" : ""}, ${manifest.SeedshareOwnerPubKeys.length} seed-share owner${manifest.SeedshareOwnerPubKeys.length === 1 ? "" : "s"}`);
+  const recovery = n === 1 ? "" : threshold === 1 ? " (each alone recovers)" : ` (any ${threshold} of them recover)`;
+  ctx.out.line(`wrote ${ws.show(ws.path(files.manifest))}: ${plural(policies.length, "policy", "policies")}, ` +
+    `${plural(manifest.WorkloadOwnerKeyDigests.length, "workload owner")}` +
+    `${disableUpdates ? " (updates disabled)" : ""}, ${plural(n, "seed-share owner")}${recovery}`);
   for (const p of policies) ctx.out.line(`  ${p.name.padEnd(20)} ${p.hash}`);
+  if (n > 1) {
+    for (const [i, k] of shareOwners.entries()) {
+      const file = seen.get(k);
+      ctx.out.line(`  seed-share owner ${String(i + 1).padEnd(3)} sha256 ${ownerDigests[i]}${file === undefined ? "" : `  ${file}`}`);
+    }
+  }
+  if (ownersChanged) {
+    const what = [
+      removed > 0 ? `${removed} removed` : "",
+      added > 0 ? `${added} added` : "",
+      previousThreshold !== threshold ? `threshold ${previousThreshold} → ${threshold}` : "",
+    ].filter((s) => s !== "").join(", ");
+    ctx.out.line(
+      `the seed-share owners change (${what || "new order"}): the next contrast set hands out new shares, and the old ones stop working`,
+    );
+  }
+}
+
+function sameOwnersInOrder(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((k, i) => k === b[i]);
 }

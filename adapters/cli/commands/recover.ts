@@ -1,58 +1,66 @@
-// `contrast recover`: decrypts this owner's seed share, checks the rollback memory, sends it, and verifies the recovered history.
+// `contrast recover`: decrypts and checks this owner's seed share, sends it once, prints the progress, and verifies the history once the Coordinator is ready.
 import { ClientError } from "../../../src/client/client.js";
-import type { RecoverResponse } from "../../../src/client/client.js";
-import { loadSeedShareOwnerKey } from "../../../src/client/keys.js";
+import type { RecoverResponse, StatusResponse } from "../../../src/client/client.js";
 import { checkMemory } from "../../../src/client/rollback.js";
-import { decryptSeedShare, seedShareDocumentSchema } from "../../../src/crypto/seedshares.js";
 import type { SeedShareDocument } from "../../../src/crypto/seedshares.js";
-import { fromUtf8, toBase64, toHex } from "../../../src/encoding.js";
+import { toBase64 } from "../../../src/encoding.js";
 import { CliError } from "../errors.js";
-import { clientOf, patiently, stringFlag } from "../context.js";
+import { clientOf, patiently } from "../context.js";
 import type { Context } from "../context.js";
+import { openShare, ownerKeyPath, readSeedShares } from "../shares.js";
 import { fetchVerified, pinnedRoot, stateDeleted } from "../trust.js";
-import { Workspace, files, readInput } from "../workspace.js";
+import { Workspace, files } from "../workspace.js";
 
-async function readSeedShares(ws: Workspace): Promise<SeedShareDocument> {
-  const path = ws.show(ws.path(files.seedShares));
-  const bytes = await ws.read(files.seedShares, "it was written by the first contrast set; restore it from your backup");
-  let json: unknown;
-  try {
-    json = JSON.parse(fromUtf8(bytes));
-  } catch {
-    json = undefined;
+/** A share the Coordinator refused, as one line that says what the code means and what to do. */
+function refused(err: ClientError, index: number, doc: SeedShareDocument, status: StatusResponse): CliError {
+  const tag = `[${err.status} ${err.code}]`;
+  const kept = status.recovery !== null && status.recovery.received > 0 ? "; the shares already received stay counted" : "";
+  switch (err.code) {
+    case "SALT_MISMATCH": {
+      const needs = status.recovery !== null && status.recovery.threshold !== doc.threshold
+        ? ` (this ${files.seedShares} is a ${doc.threshold}-of-${doc.shares.length} one, but the Coordinator needs ${status.recovery.threshold} shares)`
+        : "";
+      return new CliError(
+        err.code,
+        `the Coordinator refused share ${index}: it belongs to another deployment, or to seed-share owners that a manifest update replaced${needs} ${tag}`,
+        `use the newest ${files.seedShares} of this Coordinator (the workload owner's contrast set writes a new one when the owners change)${kept}`,
+      );
+    }
+    case "SHARE_INVALID":
+      return new CliError(
+        err.code,
+        `the Coordinator refused share ${index}: it matches none of the Coordinator's share commitments, so it is corrupted ${tag}`,
+        `restore ${files.seedShares} from your backup and run contrast seedshare check${kept}`,
+      );
+    case "SHARE_REPEATED": {
+      const missing = status.recovery === null ? null : Math.max(status.recovery.threshold - status.recovery.received, 0);
+      const who = missing === null ? "the other seed-share owners" : `${missing} more seed-share owner${missing === 1 ? "" : "s"}`;
+      return new CliError(
+        err.code,
+        `the Coordinator refused share ${index}: it was already submitted in this recovery attempt${status.recovery?.nonce ? ` (${status.recovery.nonce})` : ""} ${tag}`,
+        `it still counts: ${who} must run contrast recover with their own key`,
+      );
+    }
+    case "SEED_MISMATCH":
+      return new CliError(
+        err.code,
+        `the Coordinator refused the seed of share ${index}: it is the wrong seed, not the one this Coordinator's state was made with ${tag}`,
+        `use the ${files.seedShares} and seed-share owner key of this Coordinator`,
+      );
+    default:
+      return new CliError(err.code, `the Coordinator refused share ${index}: ${err.message} ${tag}`);
   }
-  const parsed = seedShareDocumentSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new CliError("FILE_INVALID", `${path} is not a seed-share document (${issue?.path.join(".") || "top level"}: ${issue?.message ?? "invalid"})`, "restore it from your backup");
-  }
-  return parsed.data;
 }
+
+const shareCodes = new Set(["SALT_MISMATCH", "SHARE_INVALID", "SHARE_REPEATED", "SEED_MISMATCH"]);
 
 /** Runs `contrast recover`. */
 export async function recover(ctx: Context): Promise<void> {
   const ws = await Workspace.open(ctx.workspace);
+  const keyPath = ownerKeyPath(ctx, ws, "recover");
   const doc = await readSeedShares(ws);
-  const keyPath = stringFlag(ctx.flags, "seedshare-owner-key") ?? ws.path(files.seedShareOwnerKey);
-  const key = await loadSeedShareOwnerKey(
-    fromUtf8(await readInput(keyPath, "recover needs a seed-share owner's private key (seedshare-owner.pem or --seedshare-owner-key)")),
-    ws.show(keyPath),
-  );
-  const ownerHex = toHex(key.spki);
-  const share = doc.shares.find((s) => s.ownerPublicKey === ownerHex);
-  if (share === undefined) {
-    throw new CliError(
-      "NOT_A_SEEDSHARE_OWNER",
-      `${ws.show(keyPath)} is not one of the ${doc.shares.length} seed-share owner${doc.shares.length === 1 ? "" : "s"} in ${files.seedShares}`,
-      "use the private key whose public key the manifest lists in SeedshareOwnerPubKeys; nothing was sent",
-    );
-  }
-  let secret: Uint8Array;
-  try {
-    secret = await decryptSeedShare(share.encryptedShare, key.privateKey);
-  } catch {
-    throw new CliError("SEED_MISMATCH", `share ${share.index} in ${files.seedShares} does not decrypt with ${ws.show(keyPath)}`, "the file is damaged or was not made for this key; nothing was sent");
-  }
+  // The share is opened and checked against its commitment before anything is sent.
+  const { entry, share } = await openShare(ws, doc, keyPath, "nothing was sent");
 
   const client = clientOf(ctx);
   const memory = await ws.memory();
@@ -75,15 +83,25 @@ export async function recover(ctx: Context): Promise<void> {
 
   let result: RecoverResponse | null = null;
   if (status.state !== "ready") {
+    // Sent once, never resent: a share the Coordinator received before a lost answer would come back as SHARE_REPEATED.
     try {
-      result = await patiently(ctx, client.baseUrl, () => client.recover({ share: toBase64(secret), salt: doc.salt }));
+      result = await client.recover({ share: toBase64(share), salt: doc.salt });
     } catch (err) {
       // Someone else finished the recovery meanwhile: verify below as if it had been ours.
-      if (!(err instanceof ClientError && err.code === "NOT_IN_RECOVERY")) throw err;
+      if (err instanceof ClientError && err.code === "NOT_IN_RECOVERY") result = null;
+      else if (err instanceof ClientError && shareCodes.has(err.code)) throw refused(err, entry.index, doc, status);
+      else throw err;
+    } finally {
+      share.fill(0);
     }
     if (result !== null && result.state !== "ready") {
-      ctx.out.result({ coordinator: client.baseUrl, name: status.name, state: result.state, recovery: result.recovery });
-      ctx.out.line(`share ${share.index} accepted: ${result.recovery.received} of ${result.recovery.threshold} shares received; the Coordinator is ${result.state}`);
+      const p = result.recovery;
+      const missing = Math.max(p.threshold - p.received, 0);
+      ctx.out.result({ coordinator: client.baseUrl, name: status.name, index: entry.index, state: result.state, recovery: p });
+      ctx.out.line(`share ${entry.index} accepted: received ${p.received} of ${p.threshold} shares (attempt ${p.nonce ?? "-"})`);
+      ctx.out.line(
+        `the Coordinator ${status.name} stays ${result.state} until ${missing} more seed-share owner${missing === 1 ? "" : "s"} run${missing === 1 ? "s" : ""} contrast recover`,
+      );
       return;
     }
   }
@@ -94,6 +112,7 @@ export async function recover(ctx: Context): Promise<void> {
   ctx.out.result({
     coordinator: client.baseUrl,
     name: history.name,
+    index: entry.index,
     state: "ready",
     recovered: result !== null,
     generation: history.generation,
@@ -102,7 +121,8 @@ export async function recover(ctx: Context): Promise<void> {
   });
   ctx.out.line(
     result !== null
-      ? `recovered Coordinator ${history.name}: ready at generation ${history.generation}, transition ${history.latestTransition}`
+      ? `recovered Coordinator ${history.name}: ready at generation ${history.generation}, transition ${history.latestTransition}` +
+          (result.recovery.threshold > 1 ? ` (share ${entry.index} completed ${result.recovery.received} of ${result.recovery.threshold})` : "")
       : `Coordinator ${history.name} is already ready (generation ${history.generation}); nothing to recover`,
   );
   ctx.out.line(`its history verifies (root CA sha256 ${history.rootCA.hash}); run contrast verify to write verify/`);

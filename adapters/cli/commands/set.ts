@@ -17,6 +17,13 @@ import { fetchVerified, pinnedRoot, stateDeleted } from "../trust.js";
 import { Workspace, files, readInput, secretMode } from "../workspace.js";
 import { readPolicies } from "./generate.js";
 
+/** "3 owners, any 2 of them recover the Coordinator", for the output. */
+function sharesSummary(owners: number, threshold: number): string {
+  const who = `${owners} seed-share owner${owners === 1 ? "" : "s"}`;
+  if (threshold === 1) return `${who}, each of them alone recovers the Coordinator`;
+  return `${who}, any ${threshold} of them together recover the Coordinator`;
+}
+
 /** Runs `contrast set`. */
 export async function set(ctx: Context): Promise<void> {
   const ws = await Workspace.open(ctx.workspace);
@@ -104,9 +111,16 @@ export async function set(ctx: Context): Promise<void> {
   await ws.write(files.meshCA, result.meshCA);
   await ws.saveMemory({ ...memory, generation: result.generation, latestTransition: result.transition });
 
-  ctx.out.result({ coordinator: client.baseUrl, name: history.name, generation: result.generation, transition: result.transition, seedSharesWritten: result.seedShares !== undefined });
+  ctx.out.result({ coordinator: client.baseUrl, name: history.name, generation: result.generation, transition: result.transition, seedSharesWritten: result.seedShares !== undefined, threshold: result.seedShares?.threshold ?? null });
   ctx.out.line(`updated the manifest of Coordinator ${history.name}: generation ${result.generation}, transition ${result.transition}`);
-  if (result.seedShares !== undefined) ctx.out.line(`wrote ${ws.show(ws.path(files.seedShares))} (the seed-share owners changed; the old one is ${files.previousSeedShares})`);
+  if (result.seedShares !== undefined) {
+    const doc = result.seedShares;
+    ctx.out.line(
+      `wrote ${ws.show(ws.path(files.seedShares))}: the seed-share owners or the threshold changed, so there are new shares for ${sharesSummary(doc.shares.length, doc.threshold)}; ` +
+        `the old shares no longer work (the old file is ${files.previousSeedShares})`,
+    );
+    ctx.out.line(`give every seed-share owner a copy of the new ${files.seedShares}`);
+  }
   ctx.out.line(`wrote ${ws.show(ws.path(files.meshCA))} (a new mesh CA for this manifest)`);
 }
 
@@ -143,8 +157,15 @@ async function firstSet(ctx: Context, ws: Workspace, status: StatusResponse, man
   const remembered: Memory = { format: memoryFormat, name: status.name, rootCA: rootHash, generation: result.generation, latestTransition: result.transition };
   await ws.saveMemory(remembered);
 
-  ctx.out.result({ coordinator: client.baseUrl, name: status.name, generation: result.generation, transition: result.transition, rootCA: rootHash, seedSharesWritten: true });
+  ctx.out.result({ coordinator: client.baseUrl, name: status.name, generation: result.generation, transition: result.transition, rootCA: rootHash, seedSharesWritten: true, threshold: result.seedShares.threshold });
   ctx.out.line(`set the first manifest of Coordinator ${status.name}: generation ${result.generation}, transition ${result.transition}`);
-  ctx.out.line(`wrote ${ws.show(ws.path(files.seedShares))} (keep it safe: with a seed-share owner key it recovers the Coordinator)`);
+  const shares = result.seedShares;
+  if (shares.threshold === 1 && shares.shares.length === 1) {
+    ctx.out.line(`wrote ${ws.show(ws.path(files.seedShares))} (keep it safe: with a seed-share owner key it recovers the Coordinator)`);
+  } else {
+    ctx.out.line(
+      `wrote ${ws.show(ws.path(files.seedShares))}: ${sharesSummary(shares.shares.length, shares.threshold)}; give every seed-share owner a copy and keep a backup`,
+    );
+  }
   ctx.out.line(`wrote ${ws.show(ws.path(files.rootCA))}, ${ws.show(ws.path(files.meshCA))}`);
 }

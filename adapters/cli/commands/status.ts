@@ -13,6 +13,10 @@ export async function status(ctx: Context): Promise<void> {
   ctx.out.line(`generation         ${s.generation ?? "-"}`);
   ctx.out.line(`latest transition  ${s.latestTransition ?? "-"}`);
   if (s.recovery !== null) {
-    ctx.out.line(`recovery           ${s.recovery.received} of ${s.recovery.threshold} share${s.recovery.threshold === 1 ? "" : "s"} received; run contrast recover`);
+    const attempt = s.recovery.nonce === null ? "" : ` (attempt ${s.recovery.nonce})`;
+    ctx.out.line(
+      `recovery           ${s.recovery.received} of ${s.recovery.threshold} share${s.recovery.threshold === 1 ? "" : "s"} received${attempt}; ` +
+        (s.recovery.threshold === 1 ? "run contrast recover" : "each seed-share owner runs contrast recover with their own key"),
+    );
   }
 }
