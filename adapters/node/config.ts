@@ -1,5 +1,6 @@
 // The Node adapter's configuration: flags, with environment variables as fallbacks, checked once at start.
 import { parseArgs } from "node:util";
+import { parseDuration } from "../../src/client/retry.js";
 
 /**
  * A Kubernetes store: every field left out comes from the in-cluster environment (the
@@ -25,6 +26,8 @@ export interface Config {
   name: string;
   attestation: "none" | "insecure-simulated";
   tls: { certFile: string; keyFile: string } | null;
+  /** How long the shares of an unfinished threshold recovery are kept, in milliseconds. */
+  recoveryTimeoutMs: number;
 }
 
 /** A configuration mistake; the adapter prints its message on one line and exits non-zero. */
@@ -45,6 +48,7 @@ Options (environment variable in brackets):
                             sets any of them explicitly
   --name NAME               Coordinator name (a DNS label), default coordinator [CONTRAST_NAME]
   --attestation MODE        none (default) or insecure-simulated            [CONTRAST_ATTESTATION]
+  --recovery-timeout DUR    how long shares of an unfinished recovery are kept, default 10m [CONTRAST_RECOVERY_TIMEOUT]
   --tls-cert FILE           serve HTTPS with this PEM certificate chain     [CONTRAST_TLS_CERT]
   --tls-key FILE            and this PEM private key                        [CONTRAST_TLS_KEY]
   --help                    print this help
@@ -66,6 +70,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         store: { type: "string" },
         name: { type: "string" },
         attestation: { type: "string" },
+        "recovery-timeout": { type: "string" },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         help: { type: "boolean" },
@@ -107,6 +112,17 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   const keyFile = pick("tls-key", "CONTRAST_TLS_KEY", "");
   if ((certFile === "") !== (keyFile === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
 
+  const timeoutText = pick("recovery-timeout", "CONTRAST_RECOVERY_TIMEOUT", "10m");
+  let recoveryTimeoutMs: number;
+  try {
+    recoveryTimeoutMs = parseDuration(timeoutText);
+  } catch {
+    recoveryTimeoutMs = 0;
+  }
+  if (recoveryTimeoutMs < 1000 || recoveryTimeoutMs > 24 * 3600 * 1000) {
+    throw new ConfigError(`--recovery-timeout must be a duration from 1s to 24h (e.g. 10m), not ${JSON.stringify(timeoutText)}`);
+  }
+
   return {
     port,
     host: pick("host", "CONTRAST_HOST", "0.0.0.0"),
@@ -114,6 +130,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     name,
     attestation,
     tls: certFile === "" ? null : { certFile, keyFile },
+    recoveryTimeoutMs,
   };
 }
 

@@ -74,7 +74,7 @@ async function main(): Promise<void> {
 
   let coordinator: Coordinator;
   try {
-    coordinator = await Coordinator.start({ store, name: config.name, validators });
+    coordinator = await Coordinator.start({ store, name: config.name, validators, recoveryTimeoutMs: config.recoveryTimeoutMs });
   } catch (err) {
     fail(`error: cannot read the store (${storeText}): ${(err as Error).message}`, 1);
   }

@@ -39,7 +39,7 @@ export const setManifestResponse = z.object({
   generation: z.number().int(),
   rootCA: pem,
   meshCA: pem,
-  seedShares: seedShareDocumentSchema.optional().describe("only on the first set: the encrypted seed shares and the salt"),
+  seedShares: seedShareDocumentSchema.optional().describe("on the first set, and on an update that changes the seed-share owners or the threshold: the encrypted seed shares and the salt"),
 });
 
 /** POST /v1/recover */

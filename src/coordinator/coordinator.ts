@@ -193,7 +193,7 @@ export class Coordinator {
       name: this.name,
       generation: head?.generation ?? null,
       latestTransition: head?.latestTransition ?? null,
-      recovery: this.state === "recovery-required" ? this.progress() : null,
+      recovery: this.state === "recovery-required" || this.state === "stale" ? this.progress() : null,
     };
   }
 

@@ -11,7 +11,16 @@ describe("parseConfig", () => {
       name: "coordinator",
       attestation: "none",
       tls: null,
+      recoveryTimeoutMs: 600_000,
     });
+  });
+
+  it("reads the recovery timeout as a duration", () => {
+    expect(parseConfig(["--recovery-timeout", "90s"], {})).toMatchObject({ recoveryTimeoutMs: 90_000 });
+    expect(parseConfig([], { CONTRAST_RECOVERY_TIMEOUT: "1h" })).toMatchObject({ recoveryTimeoutMs: 3_600_000 });
+    for (const bad of ["0", "500ms", "25h", "soon"]) {
+      expect(() => parseConfig(["--recovery-timeout", bad], {})).toThrow(/--recovery-timeout/);
+    }
   });
 
   it("reads the environment, and flags win over it", () => {
