@@ -98,11 +98,17 @@ describe("GET /v1/status", () => {
     statusResponse.parse(a.json);
   });
 
-  it("stale: the generation it last knew, no recovery", async () => {
+  it("stale: the generation it last knew, and the progress of a recovery that would reload the store", async () => {
     const f = await fixture("stale", owners);
     const a = await get(f.app, "/v1/status");
     expect(a.status).toBe(200);
-    expect(a.json).toEqual({ state: "stale", name: coordinatorName, generation: 1, latestTransition: f.transition, recovery: null });
+    expect(a.json).toEqual({
+      state: "stale",
+      name: coordinatorName,
+      generation: 1,
+      latestTransition: f.transition,
+      recovery: { threshold: 1, received: 0, nonce: null },
+    });
     statusResponse.parse(a.json);
     const peer = await get(f.peer!.app, "/v1/status");
     expect(peer.json).toMatchObject({ state: "ready", generation: 2, latestTransition: f.peer!.transition });
