@@ -1,6 +1,7 @@
 // Key files as openssl writes them: PEM parsing, SEC1/PKCS#1 wrapped into PKCS#8/SPKI, import, generation and export.
 import { concat, fromBase64, toHex } from "../encoding.js";
 import { toPem } from "../crypto/ca.js";
+import { tlv } from "../crypto/der.js";
 import { sha256, subtle } from "../crypto/provider.js";
 
 /** Why a key file was refused; the CLI shows the message and the code. */
@@ -96,19 +97,6 @@ function sequence(der: Uint8Array): Tlv[] {
   const outer = readTlv(der, 0);
   if (outer.tag !== 0x30 || outer.next !== der.length) throw new KeyError("KEY_INVALID", "not a DER SEQUENCE");
   return children(outer.value);
-}
-
-function tlv(tag: number, content: Uint8Array): Uint8Array {
-  const n = content.length;
-  let length: Uint8Array;
-  if (n < 0x80) {
-    length = Uint8Array.of(n);
-  } else {
-    const bytes: number[] = [];
-    for (let rest = n; rest > 0; rest = Math.floor(rest / 256)) bytes.unshift(rest % 256);
-    length = Uint8Array.of(0x80 | bytes.length, ...bytes);
-  }
-  return concat(Uint8Array.of(tag), length, content);
 }
 
 /** OIDs as their full DER encoding (tag 06 included). */
