@@ -77,9 +77,12 @@ const commands: Record<string, Command> = {
   },
   recover: {
     summary: "submit this owner's seed share to a restarted Coordinator and print the progress",
-    usage: "contrast recover -c URL [--seedshare-owner-key FILE]",
-    options: { "seedshare-owner-key": { type: "string", multiple: true } },
-    flags: ["--seedshare-owner-key FILE  decrypt with this RSA private key instead of seedshare-owner.pem"],
+    usage: "contrast recover -c URL [--seedshare-owner-key FILE | --reset]",
+    options: { "seedshare-owner-key": { type: "string", multiple: true }, reset: { type: "boolean" } },
+    flags: [
+      "--seedshare-owner-key FILE  decrypt with this RSA private key instead of seedshare-owner.pem",
+      "--reset                     discard the shares received so far in an unfinished recovery (sends no share)",
+    ],
     run: recover,
   },
   seedshare: {

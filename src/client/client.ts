@@ -148,6 +148,11 @@ export class CoordinatorClient {
     return this.call("POST", "/v1/recover", body, recoverResponse);
   }
 
+  /** DELETE /v1/recover: discard the shares of an unfinished recovery. */
+  resetRecovery(): Promise<RecoverResponse> {
+    return this.call("DELETE", "/v1/recover", undefined, recoverResponse);
+  }
+
   /** POST /v1/mesh/certificate */
   meshCertificate(body: MeshCertificateRequest): Promise<MeshCertificateResponse> {
     return this.call("POST", "/v1/mesh/certificate", body, meshCertificateResponse);

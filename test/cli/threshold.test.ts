@@ -207,6 +207,19 @@ describe("2 of 3 seed-share owners, then an owner rotation (real processes, fs s
     expect(await status()).toMatchObject({ state: "recovery-required", recovery: { received: 1, nonce } });
   });
 
+  it("recover --reset discards the shares received so far; alice submits again in a new attempt", async () => {
+    const reset = await asWorkloadOwner("recover", "--reset");
+    expectOk(reset);
+    expect(reset.stdout).toMatch(/discarded the shares of the unfinished recovery: received 0 of 2/);
+    expect(await status()).toMatchObject({ state: "recovery-required", recovery: { threshold: 2, received: 0, nonce: null } });
+    const again = await asOwner("alice", alice, "recover");
+    expectOk(again);
+    const match = /received 1 of 2 shares \(attempt ([0-9a-f]+)\)/.exec(again.stdout);
+    expect(match?.[1]).toBeDefined();
+    expect(match![1]).not.toBe(nonce);
+    nonce = match![1]!;
+  });
+
   it("carol's share completes it: recovered, and verify/ is byte-identical", async () => {
     const run = await asOwner("carol", carol, "recover");
     expectOk(run);

@@ -4,7 +4,7 @@ import type { RecoverResponse, StatusResponse } from "../../../src/client/client
 import { checkMemory } from "../../../src/client/rollback.js";
 import type { SeedShareDocument } from "../../../src/crypto/seedshares.js";
 import { toBase64 } from "../../../src/encoding.js";
-import { CliError } from "../errors.js";
+import { CliError, usageError } from "../errors.js";
 import { clientOf, patiently } from "../context.js";
 import type { Context } from "../context.js";
 import { openShare, ownerKeyPath, readSeedShares } from "../shares.js";
@@ -54,8 +54,32 @@ function refused(err: ClientError, index: number, doc: SeedShareDocument, status
 
 const shareCodes = new Set(["SALT_MISMATCH", "SHARE_INVALID", "SHARE_REPEATED", "SEED_MISMATCH"]);
 
+/** `contrast recover --reset`: discards the shares of an unfinished recovery attempt. */
+async function resetRecovery(ctx: Context): Promise<void> {
+  const client = clientOf(ctx);
+  let answer: RecoverResponse;
+  try {
+    answer = await patiently(ctx, client.baseUrl, () => client.resetRecovery());
+  } catch (err) {
+    if (err instanceof ClientError && err.code === "NOT_IN_RECOVERY") {
+      throw new CliError(err.code, `the Coordinator needs no recovery, so there is nothing to reset [${err.status} ${err.code}]`);
+    }
+    throw err;
+  }
+  ctx.out.result({ coordinator: client.baseUrl, state: answer.state, recovery: answer.recovery });
+  ctx.out.line(
+    `discarded the shares of the unfinished recovery: received 0 of ${answer.recovery.threshold}; every seed-share owner runs contrast recover again`,
+  );
+}
+
 /** Runs `contrast recover`. */
 export async function recover(ctx: Context): Promise<void> {
+  if (ctx.flags["reset"] === true) {
+    if (ctx.flags["seedshare-owner-key"] !== undefined) {
+      throw usageError("--reset sends no share: give it without --seedshare-owner-key");
+    }
+    return resetRecovery(ctx);
+  }
   const ws = await Workspace.open(ctx.workspace);
   const keyPath = ownerKeyPath(ctx, ws, "recover");
   const doc = await readSeedShares(ws);
