@@ -7,19 +7,11 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { killAll, startCoordinator } from "../e2e/process.js";
 import type { CoordinatorProcess } from "../e2e/process.js";
+import { opensslVerify } from "../certificates.js";
 import { contrast, ensureBundles, expectFailure, expectOk, racingProxy, snapshot } from "./harness.js";
 
 const execFileP = promisify(execFile);
 
-async function opensslVerify(args: string[]): Promise<{ ok: boolean; output: string }> {
-  try {
-    const { stdout, stderr } = await execFileP("/usr/bin/openssl", ["verify", ...args]);
-    return { ok: true, output: stdout + stderr };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? ""}${e.message}` };
-  }
-}
 
 describe("contrast end to end (real processes, fs store)", () => {
   let work: string;

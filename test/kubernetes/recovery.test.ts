@@ -1,9 +1,12 @@
 // End to end on the Kubernetes store: the built Coordinator runs with a ServiceAccount token bound to deploy/'s Role against a real kube-apiserver; set, SIGKILL, recover, RBAC, and two Coordinators racing.
 import "reflect-metadata";
-import { rmSync } from "node:fs";
-import { X509Certificate } from "@peculiar/x509";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
+import { expectCrossVerified } from "../certificates.js";
+import type { IssuedCertificate } from "../certificates.js";
 import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
 import { ensureBundle, killAll, startCoordinator } from "../e2e/process.js";
 import type { CoordinatorProcess } from "../e2e/process.js";
@@ -31,9 +34,6 @@ async function call(base: string, method: "GET" | "POST", path: string, payload?
 
 const errorOf = (body: Json) => body.error as { code?: string; message?: string } | undefined;
 
-function pemBlocks(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
-}
 
 describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (skipped: ${(provisioned as { reason: string }).reason})` : ""}`, () => {
   let server: ApiServer;
@@ -158,12 +158,12 @@ describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (sk
       expect(cert.status, cert.text).toBe(200);
       expect(cert.body.rootCA).toBe(certBefore.rootCA);
       expect(cert.body.meshCA).toBe(certBefore.meshCA);
-      const newLeaf = new X509Certificate(pemBlocks(cert.body.certChain as string)[0]!);
-      const oldLeaf = new X509Certificate(pemBlocks(certBefore.certChain as string)[0]!);
-      const meshOld = new X509Certificate(certBefore.meshCA as string);
-      const meshNew = new X509Certificate(cert.body.meshCA as string);
-      expect(await newLeaf.verify({ publicKey: meshOld.publicKey, signatureOnly: true })).toBe(true);
-      expect(await oldLeaf.verify({ publicKey: meshNew.publicKey, signatureOnly: true })).toBe(true);
+      const dir = mkdtempSync(join(tmpdir(), "coordinator-k8s-pem-"));
+      try {
+        await expectCrossVerified(certBefore as unknown as IssuedCertificate, cert.body as unknown as IssuedCertificate, dir);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it("without 'update' on coordinatorheads an update fails with a 403 message naming verb and resource; with it back, it succeeds", async () => {

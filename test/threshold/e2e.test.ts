@@ -1,18 +1,16 @@
 // Threshold recovery over real processes: 2 of 3 and 3 of 5 through the built bundle, SIGKILL, restart, and G1/G2.
-import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decryptSeedShare } from "../../src/crypto/seedshares.js";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { toBase64, utf8 } from "../../src/encoding.js";
+import { expectCrossVerified } from "../certificates.js";
 import { ensureBundle, killAll, startCoordinator } from "../e2e/process.js";
 import type { CoordinatorProcess } from "../e2e/process.js";
 import { firstSetBody, policy, seedShareOwner, workloadKey } from "../helpers.js";
 
-const run = promisify(execFile);
 type SeedOwner = Awaited<ReturnType<typeof seedShareOwner>>;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked field by field
@@ -78,20 +76,7 @@ describe.each([
     expect((await http(coordinator.url, "/v1/manifests")).text).toBe(history);
 
     const after = await http(coordinator.url, "/v1/mesh/certificate", { publicKey: (await workloadKey()).spki, evidence });
-    const files = join(dir, `pem-${t}-${n}`);
-    rmSync(files, { recursive: true, force: true });
-    mkdirSync(files);
-    const write = (file: string, text: string) => {
-      writeFileSync(join(files, file), text);
-      return join(files, file);
-    };
-    const split = (chain: string) => chain.split(/(?<=-----END CERTIFICATE-----\n)/);
-    const [oldLeaf, oldIntermediate] = split(before.json.certChain);
-    const [newLeaf, newIntermediate] = split(after.json.certChain);
-    await run("openssl", ["verify", "-CAfile", write("root-before.pem", before.json.rootCA), "-untrusted", write("int-after.pem", newIntermediate!), write("leaf-after.pem", newLeaf!)]);
-    await run("openssl", ["verify", "-CAfile", write("mesh-before.pem", before.json.meshCA), write("leaf-after2.pem", newLeaf!)]);
-    await run("openssl", ["verify", "-CAfile", write("root-after.pem", after.json.rootCA), "-untrusted", write("int-before.pem", oldIntermediate!), write("leaf-before.pem", oldLeaf!)]);
-    await run("openssl", ["verify", "-CAfile", write("mesh-after.pem", after.json.meshCA), write("leaf-before2.pem", oldLeaf!)]);
+    await expectCrossVerified(before.json, after.json, join(dir, `pem-${t}-${n}`));
     await coordinator.stop("SIGTERM");
   });
 });
