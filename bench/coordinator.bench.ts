@@ -1,9 +1,10 @@
-// Benchmark of the built Coordinator (dist/coordinator.mjs) in its own process: raw signing, mesh issuance, set/recover, startup, size.
+// Benchmark of the built Coordinator (dist/coordinator.mjs) in its own process: raw signing, mesh issuance, set/recover, startup, size, flood memory.
 //
 // Run with `npm run bench` (builds first). `BENCH_QUICK=1` (or `--quick`) shrinks the history to 100 and the
 // timed phases to about 1 s. `BENCH_CPU_PROF=<dir>` runs the first server (first set and mesh issuance) under
 // `node --cpu-prof` and leaves the profile in <dir>; `BENCH_BUNDLE=<file>` benchmarks another build (e.g. an
-// unminified one, whose profile has readable names). Only loopback addresses are used.
+// unminified one, whose profile has readable names). `BENCH_ONLY=flood` runs only the flood of large manifest
+// requests (its peak RSS). Only loopback addresses are used.
 import "reflect-metadata";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -14,8 +15,11 @@ import { createInterface } from "node:readline";
 import { gzipSync } from "node:zlib";
 import type { SeedShareDocument } from "../src/crypto/seedshares.js";
 import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../test/helpers.js";
+import type { CoordinatorRef } from "../test/helpers.js";
+import { flood, floodBody, floodPolicies, floodShape, memoryMiB, tally } from "../test/e2e/flood.js";
 
 const quick = process.env.BENCH_QUICK === "1" || process.argv.includes("--quick");
+const floodOnly = process.env.BENCH_ONLY === "flood";
 const cpuProfDir = process.env.BENCH_CPU_PROF;
 
 /** Sizes and durations of every phase; every loop below is bounded by these, in count and in time. */
@@ -323,12 +327,14 @@ async function revision(owners: Owners, i: number): Promise<{ manifest: Uint8Arr
 interface Chain {
   transition: string;
   generation: number;
+  /** The Coordinator the updates are signed for. */
+  ref: CoordinatorRef;
 }
 
 /** One signed update; the body is made (and signed) before the clock starts. Returns the latency. */
 async function update(server: Server, owners: Owners, chain: Chain): Promise<number> {
   const rev = await revision(owners, chain.generation);
-  const body = await updateBody(rev.manifest, rev.policies, chain.transition, owners.owner);
+  const body = await updateBody(rev.manifest, rev.policies, chain.transition, owners.owner, chain.ref);
   const t = performance.now();
   const r = await postJson(`${server.base}/v1/manifest`, body);
   const latency = performance.now() - t;
@@ -378,6 +384,77 @@ async function restarts(
 }
 
 // ---------------------------------------------------------------------------------------------
+// 4. A flood of large anonymous manifest requests: the server's peak memory.
+
+/** The memory limit of deploy/coordinator.yaml, in MiB. */
+const deployMemoryLimitMiB = 512;
+
+interface FloodRun {
+  peakMiB: number;
+  outcomes: Record<string, number>;
+  elapsedMs: number;
+}
+
+interface FloodResult {
+  bodyMiB: number;
+  uninitialized: FloodRun;
+  ready: FloodRun;
+}
+
+/** Floods a server with `body` and reads its peak resident set (VmHWM) afterwards. */
+async function floodOnce(server: Server, body: Buffer, label: string): Promise<FloodRun> {
+  const t = performance.now();
+  const outcomes = tally(await flood(server.base, body, { chunked: "half", timeoutMs: cfg.requestTimeoutMs }));
+  const elapsedMs = performance.now() - t;
+  if (server.child.exitCode !== null || server.child.signalCode !== null) {
+    throw new Error(`the server died under the flood (code ${server.child.exitCode}, signal ${server.child.signalCode})`);
+  }
+  const peakMiB = memoryMiB(server.child.pid!);
+  say(`  ${label}: ${(elapsedMs / 1000).toFixed(1)} s, outcomes ${JSON.stringify(outcomes)}, server peak RSS ${peakMiB.toFixed(0)} MiB`);
+  return { peakMiB, outcomes, elapsedMs };
+}
+
+/**
+ * `floodShape.requests` anonymous POST /v1/manifest bodies near 32 MiB at once (half of them chunked),
+ * each against a fresh server on its own store: an uninitialized one gets bodies that are invalid
+ * after all of them is read and hashed; a ready one (after a first set) gets well-formed updates on the
+ * right base without a signature. The figure is the server's peak resident set (VmHWM).
+ */
+async function benchFlood(owners: Owners): Promise<FloodResult> {
+  const policies = await floodPolicies();
+  const ownerLists = { workloadOwners: [owners.owner.digest], seedShareOwners: [owners.shareOwner.publicHex] };
+  let body = floodBody(policies, { ...ownerLists, referenced: "all-but-last" });
+  const bodyMiB = body.length / 2 ** 20;
+  say(`flood: ${floodShape.requests} anonymous POST /v1/manifest at once, ${bodyMiB.toFixed(1)} MiB each (half chunked), a fresh server each`);
+
+  const uninitializedDir = mkdtempSync(join(tmpdir(), "coordinator-bench-flood-"));
+  tempDirs.push(uninitializedDir);
+  let server = await startServer(uninitializedDir);
+  const uninitialized = await floodOnce(server, body, "uninitialized, invalid bodies");
+  await stopServer(server);
+
+  const readyDir = mkdtempSync(join(tmpdir(), "coordinator-bench-flood-"));
+  tempDirs.push(readyDir);
+  server = await startServer(readyDir);
+  const rev0 = await revision(owners, 0);
+  const first = await postJson(`${server.base}/v1/manifest`, firstSetBody(rev0.manifest, rev0.policies));
+  expectOk("first set before the flood", first);
+  body = floodBody(policies, { ...ownerLists, referenced: "all", extra: { previousTransition: (first.json as { transition: string }).transition } });
+  const ready = await floodOnce(server, body, "ready, unsigned updates");
+  await stopServer(server);
+  return { bodyMiB, uninitialized, ready };
+}
+
+function floodLine(f: FloodResult): string {
+  const peak = Math.max(f.uninitialized.peakMiB, f.ready.peakMiB);
+  return (
+    `${"flood peak RSS".padEnd(18)}${peak.toFixed(0)} MiB  (goal < ${deployMemoryLimitMiB} MiB (deploy limit): ${peak < deployMemoryLimitMiB ? "met" : "NOT met"})  ` +
+    `uninitialized ${f.uninitialized.peakMiB.toFixed(0)} MiB, ready ${f.ready.peakMiB.toFixed(0)} MiB; ` +
+    `${floodShape.requests} anonymous manifest requests of ${f.bodyMiB.toFixed(1)} MiB at once`
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const t0 = performance.now();
@@ -386,6 +463,14 @@ async function main(): Promise<void> {
   say(`node ${process.version}, ${cpus().length} CPUs, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? "default (4)"}, load average ${load()}`);
   const size = statSync(bundle).size;
   const gzip = gzipSync(readFileSync(bundle)).length;
+
+  if (floodOnly) {
+    const floodResult = await benchFlood({ owner: await workloadOwner(), shareOwner: await seedShareOwner() });
+    say("");
+    say("=== summary (BENCH_ONLY=flood) ===");
+    say(floodLine(floodResult));
+    return;
+  }
 
   const raw = await benchRawSigning();
 
@@ -400,8 +485,12 @@ async function main(): Promise<void> {
   const rev0 = await revision(owners, 0);
   const first = await postJson(`${server.base}/v1/manifest`, firstSetBody(rev0.manifest, rev0.policies));
   expectOk("first set", first);
-  const firstResult = first.json as { transition: string; generation: number; seedShares: SeedShareDocument };
-  const chain: Chain = { transition: firstResult.transition, generation: firstResult.generation };
+  const firstResult = first.json as { transition: string; generation: number; rootCA: string; seedShares: SeedShareDocument };
+  const chain: Chain = {
+    transition: firstResult.transition,
+    generation: firstResult.generation,
+    ref: { name: "coordinator", rootCA: firstResult.rootCA },
+  };
   const recover = await recoverBody(firstResult.seedShares, owners.shareOwner.keys.privateKey);
 
   const issuance = await benchIssuance(server, rev0.policyHash);
@@ -444,6 +533,8 @@ async function main(): Promise<void> {
   say(`set with a history of ${historyN} (generations ${historyN + 1}–${chain.generation}): median ${ms(median(setN))}`);
   await stopServer(server);
 
+  const floodResult = await benchFlood(owners);
+
   // Raw signing once more, to show whether the machine's load changed during the run.
   const rawKeys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, false, ["sign", "verify"])) as CryptoKeyPair;
   const rawAgain = await signRate(rawKeys.privateKey, raw.concurrency, cfg.rawProbeMs);
@@ -471,6 +562,7 @@ async function main(): Promise<void> {
       `history ${historyN}: ${median(recoverN.map((s) => s.startupMs))} ms (wall ${ms(median(recoverN.map((s) => s.wallMs)))})  ` +
       `[startupMs from the log; wall = spawn→listening line]`,
   );
+  say(floodLine(floodResult));
   say(`${pad("bundle", 18)}${relative(process.cwd(), bundle)} ${(size / 1024).toFixed(0)} KiB (${size} bytes), gzip ${(gzip / 1024).toFixed(0)} KiB`);
   say(
     `${pad("noise check", 18)}raw sign again at the end: ${rate(rawAgain.rate)} (${((rawAgain.rate / raw.rate - 1) * 100).toFixed(0)}% vs the start); ` +

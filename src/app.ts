@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import type { Coordinator } from "./coordinator/coordinator.js";
 import { CoordinatorError } from "./errors.js";
+import { allowedHostsMiddleware } from "./api/hosts.js";
 import { Metrics } from "./api/metrics.js";
 import { openApiDocument } from "./api/openapi.js";
 import { errorResponse, toCoordinatorError } from "./api/respond.js";
@@ -15,11 +16,16 @@ export interface AppDeps {
   coordinator: Coordinator;
   log?: Log;
   metrics?: Metrics;
+  /**
+   * Host names (`name`, `name:port`, IP, `[ipv6]:port`) the app answers for; any other Host gets
+   * 421 HOST_NOT_ALLOWED (probes excepted). Left out: every Host is answered.
+   */
+  allowedHosts?: readonly string[];
 }
 
 const states = ["uninitialized", "recovery-required", "ready", "stale"] as const;
 const methods = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-const knownPaths = ["/v1/status", "/v1/manifest", "/v1/manifests", "/v1/recover", "/v1/mesh/certificate", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
+const knownPaths = ["/v1/status", "/v1/manifest", "/v1/manifests", "/v1/seedshares", "/v1/recover", "/v1/mesh/certificate", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
 
 /** Builds the Hono app over a started Coordinator. */
 export function createApp(deps: AppDeps): Hono {
@@ -28,6 +34,7 @@ export function createApp(deps: AppDeps): Hono {
   const metrics = deps.metrics ?? new Metrics();
   const app = new Hono();
   const openapi = openApiDocument();
+  let reported: string | null = null;
 
   app.use(async function countRequests(c, next) {
     await next();
@@ -36,13 +43,28 @@ export function createApp(deps: AppDeps): Hono {
       status: String(c.res.status),
     });
   });
+  if (deps.allowedHosts !== undefined) app.use(allowedHostsMiddleware(deps.allowedHosts));
 
   app.route("/v1", v1Routes(coordinator, metrics, log));
   app.get("/v1/openapi.json", (c) => c.json(openapi));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {
-    const state = coordinator.currentState;
+    const { state, damage } = coordinator.status();
+    if (damage !== undefined) return c.json({ ready: false, state, damage }, 503);
     return c.json({ ready: state === "ready", state }, state === "ready" ? 200 : 503);
+  });
+  coordinator.onAudit(function reportAudit(finding, damage) {
+    metrics.inc("coordinator_audits_total", "Background re-verifications of the stored state, by result.", { result: finding.kind });
+    if (finding.kind === "damaged") {
+      log("error", "stored state damaged", { key: finding.damage.key, error: finding.damage.message });
+    } else if (finding.kind === "moved") {
+      log("warn", "the stored head moved under this Coordinator; it is stale until recovered");
+    } else if (finding.kind === "unavailable") {
+      log("warn", "re-verification could not read the store", { error: finding.message });
+    } else if (reported !== null && damage === null) {
+      log("info", "stored state restored", { key: reported });
+    }
+    reported = damage?.key ?? null;
   });
   app.get("/metrics", (c) => {
     const status = coordinator.status();
@@ -54,6 +76,7 @@ export function createApp(deps: AppDeps): Hono {
         value: status.state === s ? 1 : 0,
       })),
       { name: "coordinator_manifest_generation", help: "Generation of the current manifest (0: none).", value: status.generation ?? 0 },
+      { name: "coordinator_state_damaged", help: "1 while a stored object is missing or changed (writes are refused).", value: status.damage === undefined ? 0 : 1 },
     ]);
     return c.text(text, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
   });

@@ -6,7 +6,15 @@ import { decryptSeedShare } from "../src/crypto/seedshares.js";
 import type { SeedShareDocument } from "../src/crypto/seedshares.js";
 import { transitionHash } from "../src/history/transition.js";
 import { sha256 } from "../src/crypto/provider.js";
-import { updateMessage } from "../src/coordinator/coordinator.js";
+import {
+  recoveryResetStatement,
+  rekeyApprovalStatement,
+  signAsSeedShareOwner,
+  signAsWorkloadOwner,
+  updateStatement,
+} from "../src/coordinator/statements.js";
+import type { CoordinatorIdentity } from "../src/coordinator/statements.js";
+import { certificateDerOf } from "../src/client/verify.js";
 import { fromHex } from "../src/encoding.js";
 
 /** A seed-share owner's RSA key pair (3072 bits keeps tests fast; the CLI's default is 4096). */
@@ -55,23 +63,66 @@ export function firstSetBody(manifest: Uint8Array, policies: Uint8Array[]): Reco
   return { manifest: toBase64(manifest), policies: policies.map(toBase64) };
 }
 
-/** The body of a signed update over `previous`. */
+/** A Coordinator as owners' statements name it: its name and its root CA (PEM, or hex SHA-256 of the DER). */
+export interface CoordinatorRef {
+  name: string;
+  rootCA: string;
+}
+
+/** The identity of a Coordinator reference, as src/coordinator/statements.ts takes it. */
+export async function identityOf(ref: CoordinatorRef): Promise<CoordinatorIdentity> {
+  const rootCA = /^[0-9a-f]{64}$/.test(ref.rootCA) ? ref.rootCA : toHex(await sha256(certificateDerOf(ref.rootCA)));
+  return { name: ref.name, rootCA };
+}
+
+/** The new transition of a manifest over `previous`. */
+export async function nextTransition(manifest: Uint8Array, previous: string): Promise<Uint8Array> {
+  return transitionHash(await sha256(manifest), fromHex(previous));
+}
+
+/** A seed-share owner's approval of the update of `manifest` over `previous` (a rekey), as the body lists it. */
+export async function approvalOf(
+  owner: { keys: CryptoKeyPair; publicHex: string },
+  coordinator: CoordinatorRef,
+  manifest: Uint8Array,
+  previous: string,
+): Promise<{ ownerPublicKey: string; signature: string }> {
+  const pkcs8 = await crypto.subtle.exportKey("pkcs8", owner.keys.privateKey);
+  const signingKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]);
+  const statement = rekeyApprovalStatement(await identityOf(coordinator), await nextTransition(manifest, previous));
+  return { ownerPublicKey: owner.publicHex, signature: toBase64(await signAsSeedShareOwner(signingKey, statement)) };
+}
+
+/** A seed-share owner's signed request to reset the recovery attempt `nonce` of Coordinator `name`. */
+export async function resetBody(
+  owner: { keys: CryptoKeyPair; publicHex: string },
+  name: string,
+  nonce: string,
+): Promise<{ ownerPublicKey: string; signature: string }> {
+  const pkcs8 = await crypto.subtle.exportKey("pkcs8", owner.keys.privateKey);
+  const signingKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]);
+  return { ownerPublicKey: owner.publicHex, signature: toBase64(await signAsSeedShareOwner(signingKey, recoveryResetStatement(name, nonce))) };
+}
+
+/** The body of an update over `previous`, signed by a workload owner for `coordinator`; `approvals` for a rekey. */
 export async function updateBody(
   manifest: Uint8Array,
   policies: Uint8Array[],
   previous: string,
   owner: { keys: CryptoKeyPair; spki: Uint8Array },
+  coordinator: CoordinatorRef,
+  approvals?: { ownerPublicKey: string; signature: string }[],
 ): Promise<Record<string, unknown>> {
-  const next = await transitionHash(await sha256(manifest), fromHex(previous));
-  const value = new Uint8Array(
-    await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-384" }, owner.keys.privateKey, updateMessage(next) as BufferSource),
-  );
-  return {
+  const statement = updateStatement(await identityOf(coordinator), await nextTransition(manifest, previous));
+  const value = await signAsWorkloadOwner(owner.keys.privateKey, statement);
+  const body: Record<string, unknown> = {
     manifest: toBase64(manifest),
     policies: policies.map(toBase64),
     previousTransition: previous,
     signature: { publicKey: toBase64(owner.spki), value: toBase64(value) },
   };
+  if (approvals !== undefined) body["approvals"] = approvals;
+  return body;
 }
 
 /** The recover body an owner makes from a seed-share document and their private key. */

@@ -27,6 +27,12 @@ export function openApiDocument(): Record<string, unknown> {
       "/v1/manifests": {
         get: { summary: "The history with exact bytes", responses: { 200: { description: "history", ...json(s.historyResponse) }, ...errors(409, 502) } },
       },
+      "/v1/seedshares": {
+        get: {
+          summary: "The encrypted seed-share document of the current recovery seed, in every state but uninitialized",
+          responses: { 200: { description: "seed shares", ...json(s.seedSharesResponse) }, ...errors(404, 409, 502, 503) },
+        },
+      },
       "/v1/recover": {
         post: {
           summary: "Submit one seed share; with threshold t the t-th distinct share completes the recovery",
@@ -34,8 +40,9 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { 200: { description: "progress or recovered", ...json(s.recoverResponse) }, ...errors(400, 403, 409, 502, 503) },
         },
         delete: {
-          summary: "Discard the shares of an unfinished recovery",
-          responses: { 200: { description: "reset", ...json(s.recoverResponse) }, ...errors(409) },
+          summary: "Discard the shares of an unfinished recovery (signed by one seed-share owner over the attempt's nonce)",
+          requestBody: { required: true, ...json(s.resetRecoveryRequest) },
+          responses: { 200: { description: "reset", ...json(s.recoverResponse) }, ...errors(400, 403, 409, 502, 503) },
         },
       },
       "/v1/mesh/certificate": {

@@ -5,6 +5,63 @@ import { CoordinatorError, errorBody } from "../errors.js";
 import { StoreError } from "../storage/store.js";
 
 /**
+ * How request bodies are read: one of a declared content-length above `small` goes into one buffer
+ * of that size, allocated up front (smaller ones are buffered as their bytes arrive, so a client that
+ * declares a size and sends nothing costs nothing); no body is read past `max` bytes, which is above
+ * every route's body limit.
+ */
+const bodyReading = { small: 64 * 1024, max: 64 * 1024 * 1024 } as const;
+
+const utf8Decoder = new TextDecoder();
+
+function tooLarge(): CoordinatorError {
+  return new CoordinatorError("PAYLOAD_TOO_LARGE", `the request body is larger than ${bodyReading.max} bytes`);
+}
+
+/**
+ * The request body's bytes, read once and copied as little as possible: a large body of a declared
+ * content-length chunk by chunk into one buffer of that size (not the chunks and then their
+ * concatenation); one without (chunked, or already buffered by the body limit, which then comes as one
+ * chunk) as its one chunk, or its chunks concatenated. No text is left in Hono's body cache for the rest
+ * of the request either.
+ */
+async function bodyBytes(c: Context): Promise<Uint8Array> {
+  const raw = c.req.raw;
+  if (raw.body === null) return new Uint8Array(0);
+  const contentLength = c.req.header("content-length");
+  const declared =
+    contentLength !== undefined && /^\d+$/.test(contentLength) && c.req.header("transfer-encoding") === undefined ? Number(contentLength) : undefined;
+  if (declared !== undefined && declared <= bodyReading.small) return new Uint8Array(await raw.arrayBuffer());
+  if (declared !== undefined && declared > bodyReading.max) throw tooLarge();
+  const reader = raw.body.getReader();
+  if (declared !== undefined) {
+    const bytes = new Uint8Array(declared);
+    let offset = 0;
+    for (let next = await reader.read(); !next.done; next = await reader.read()) {
+      if (offset + next.value.length > declared) throw new CoordinatorError("INVALID_REQUEST", "the request body is longer than its content-length");
+      bytes.set(next.value, offset);
+      offset += next.value.length;
+    }
+    return offset === declared ? bytes : bytes.subarray(0, offset);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    total += next.value.length;
+    if (total > bodyReading.max) throw tooLarge();
+    chunks.push(next.value);
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+/**
  * Parses a JSON body against a schema. The body must be declared `application/json` (so a page on
  * another origin cannot send it as a CORS "simple request"); then anything else is INVALID_JSON or
  * INVALID_REQUEST.
@@ -14,9 +71,16 @@ export async function readBody<S extends z.ZodType>(c: Context, schema: S): Prom
   if (mediaType !== "application/json") {
     throw new CoordinatorError("UNSUPPORTED_MEDIA_TYPE", "the request body must be sent as application/json");
   }
+  let text: string;
+  try {
+    text = utf8Decoder.decode(await bodyBytes(c));
+  } catch (err) {
+    if (err instanceof CoordinatorError) throw err;
+    throw new CoordinatorError("INVALID_JSON", "the request body could not be read");
+  }
   let json: unknown;
   try {
-    json = JSON.parse(await c.req.text());
+    json = JSON.parse(text);
   } catch {
     throw new CoordinatorError("INVALID_JSON", "the request body is not JSON");
   }

@@ -1,13 +1,15 @@
-// The REST API of DESIGN §6 as Hono routes over a Coordinator.
+// The REST API (README "API") as Hono routes over a Coordinator.
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { fromHex, toBase64 } from "../encoding.js";
 import { CoordinatorError } from "../errors.js";
+import { keyDigest } from "../manifest/manifest.js";
 import { decodeBase64Field } from "../coordinator/coordinator.js";
 import type { Coordinator } from "../coordinator/coordinator.js";
+import { admission } from "./admission.js";
 import type { Metrics } from "./metrics.js";
 import { readBody } from "./respond.js";
-import { meshCertificateRequest, recoverRequest, setManifestRequest } from "./schemas.js";
+import { meshCertificateRequest, recoverRequest, resetRecoveryRequest, setManifestRequest } from "./schemas.js";
 
 /** Body limits, in bytes. */
 export const limits = { manifest: 32 * 1024 * 1024, small: 64 * 1024 } as const;
@@ -30,11 +32,11 @@ export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): 
 
   api.get("/status", (c) => c.json(coordinator.status()));
 
-  api.post("/manifest", limit(limits.manifest), async function setManifest(c) {
+  api.post("/manifest", admission({ smallBytes: limits.small }), limit(limits.manifest), async function setManifest(c) {
     const body = await readBody(c, setManifestRequest);
     const result = await coordinator.setManifest({
       manifest: decodeBase64Field(body.manifest, "manifest"),
-      policies: body.policies.map((p, i) => decodeBase64Field(p, `policies.${i}`)),
+      policies: () => body.policies.map((p, i) => decodeBase64Field(p, `policies.${i}`)),
       previousTransition: body.previousTransition,
       signature:
         body.signature === undefined
@@ -43,9 +45,17 @@ export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): 
               publicKey: decodeBase64Field(body.signature.publicKey, "signature.publicKey"),
               value: decodeBase64Field(body.signature.value, "signature.value"),
             },
+      approvals: body.approvals?.map((a, i) => ({
+        ownerPublicKey: a.ownerPublicKey,
+        signature: decodeBase64Field(a.signature, `approvals.${i}.signature`),
+      })),
     });
-    metrics.inc("coordinator_manifest_sets_total", "Manifests set or updated.");
-    log("info", "manifest set", { generation: result.generation, transition: result.transition });
+    if (result.unchanged === true) {
+      log("info", "manifest unchanged", { generation: result.generation, transition: result.transition });
+    } else {
+      metrics.inc("coordinator_manifest_sets_total", "Manifests set or updated.");
+      log("info", "manifest set", { generation: result.generation, transition: result.transition });
+    }
     return c.json(result);
   });
 
@@ -66,6 +76,10 @@ export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): 
     });
   });
 
+  api.get("/seedshares", async function getSeedShares(c) {
+    return c.json(await coordinator.seedShares());
+  });
+
   api.post("/recover", limit(limits.small), async function recover(c) {
     const body = await readBody(c, recoverRequest);
     try {
@@ -84,9 +98,13 @@ export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): 
     }
   });
 
-  api.delete("/recover", async function resetRecovery(c) {
-    const recovery = await coordinator.resetRecovery();
-    log("info", "recovery attempt reset");
+  api.delete("/recover", limit(limits.small), async function resetRecovery(c) {
+    const body = await readBody(c, resetRecoveryRequest);
+    const recovery = await coordinator.resetRecovery({
+      ownerPublicKey: body.ownerPublicKey,
+      signature: decodeBase64Field(body.signature, "signature"),
+    });
+    log("info", "recovery attempt reset", { owner: await keyDigest(fromHex(body.ownerPublicKey)) });
     return c.json({ state: coordinator.currentState, recovery });
   });
 

@@ -12,6 +12,9 @@ export const base64 = (max: number) =>
 
 const pem = z.string().describe("PEM");
 
+/** A seed-share owner's public key as the manifest lists it: hex DER. */
+const hexKey = z.string().max(8192).regex(/^([0-9a-f]{2})+$/, "hex");
+
 /** The largest manifest, in base64 characters. */
 export const maxManifestChars = 4 * 1024 * 1024;
 /** The largest policy, in base64 characters. */
@@ -30,6 +33,18 @@ export const setManifestRequest = z
       })
       .strict()
       .optional(),
+    approvals: z
+      .array(
+        z
+          .object({
+            ownerPublicKey: hexKey.describe("a current seed-share owner, exactly as the current manifest lists it"),
+            signature: base64(2048).describe("RSA-PSS (SHA-256, salt 32) over the rekey approval statement"),
+          })
+          .strict(),
+      )
+      .max(32)
+      .optional()
+      .describe("an update that changes the seed-share owners or the threshold: approvals by t current seed-share owners"),
   })
   .strict();
 
@@ -39,6 +54,7 @@ export const setManifestResponse = z.object({
   generation: z.number().int(),
   rootCA: pem,
   meshCA: pem,
+  unchanged: z.literal(true).optional().describe("the manifest was already the current one (same bytes and policies): nothing changed"),
   seedShares: seedShareDocumentSchema.optional().describe("on the first set, and on an update that changes the seed-share owners or the threshold: the encrypted seed shares and the salt"),
 });
 
@@ -47,6 +63,14 @@ export const recoverRequest = z
   .object({
     share: base64(1024).describe("one decrypted seed share (with threshold 1: the recovery seed itself), base64"),
     salt: sha256Hex.describe("the salt from the seed-share document, hex"),
+  })
+  .strict();
+
+/** DELETE /v1/recover */
+export const resetRecoveryRequest = z
+  .object({
+    ownerPublicKey: hexKey.describe("a seed-share owner, exactly as the stored manifest lists it"),
+    signature: base64(2048).describe("RSA-PSS (SHA-256, salt 32) over the recovery reset statement with the attempt's nonce"),
   })
   .strict();
 
@@ -77,6 +101,12 @@ export const meshCertificateResponse = z.object({
   policyHash: sha256Hex,
 });
 
+/** Answer of GET /v1/seedshares */
+export const seedSharesResponse = z.object({
+  seedShares: seedShareDocumentSchema,
+  verified: z.boolean().describe("true when the Coordinator is ready (the head it comes from is verified); before recovery it comes from the stored, unverified head"),
+});
+
 /** Answer of GET /v1/status */
 export const statusResponse = z.object({
   state: z.enum(["uninitialized", "recovery-required", "ready", "stale"]),
@@ -84,6 +114,10 @@ export const statusResponse = z.object({
   generation: z.number().int().nullable(),
   latestTransition: sha256Hex.nullable(),
   recovery: progress.nullable(),
+  damage: z
+    .object({ key: z.string(), message: z.string() })
+    .optional()
+    .describe("a stored object the background re-verification found missing or changed; writes are refused until it is restored"),
 });
 
 /** Answer of GET /v1/manifests */

@@ -1,12 +1,15 @@
 // Recovery secrets and progress: the sealed root seed, share rotation, and the in-memory attempt that collects shares.
-import { concat, fromBase64, toBase64, toHex } from "../encoding.js";
+import { concat, fromBase64, fromUtf8, toBase64, toHex } from "../encoding.js";
 import { randomBytes } from "../crypto/provider.js";
 import { importSealingKey, open, seal } from "../crypto/sealed.js";
 import { hkdf } from "../crypto/seedengine.js";
 import type { SeedEngine } from "../crypto/seedengine.js";
-import { makeSeedShares } from "../crypto/seedshares.js";
+import { makeSeedShares, seedShareDocumentSchema } from "../crypto/seedshares.js";
 import type { SeedShareDocument } from "../crypto/seedshares.js";
+import { CoordinatorError } from "../errors.js";
 import type { Head } from "../history/head.js";
+import { getObject, kinds, objectKey } from "../history/objects.js";
+import type { Store } from "../storage/store.js";
 
 /** HKDF label of the key, derived from the recovery seed, that seals the root seed. */
 export const recoverySealingLabel = "COORDINATOR RECOVERY SEALING KEY";
@@ -97,8 +100,39 @@ export class RecoveryAttempt {
   }
 }
 
-/** Whether two lists of seed-share owners (and thresholds) are the same, so no rotation is needed. */
-export function sameOwners(a: readonly string[], ta: number, b: readonly string[], tb: number): boolean {
-  return ta === tb && a.length === b.length && a.every((k, i) => k === b[i]);
+/** Whether a seed-share document is the one of a head's recovery parameters: coordinator, salt, threshold and each commitment in order. */
+export function matchesHead(doc: SeedShareDocument, head: Head): boolean {
+  const r = head.recovery;
+  return (
+    doc.coordinator === head.name &&
+    doc.salt === r.salt &&
+    doc.threshold === r.threshold &&
+    doc.shares.length === r.commitments.length &&
+    doc.shares.every((s, i) => s.index === i + 1 && s.commitment === r.commitments[i])
+  );
 }
 
+/**
+ * The seed-share document a head references, read and checked against its hash and format. The
+ * head may be unverified (before recovery): each owner checks their own share against its
+ * commitment, and the Coordinator checks every share it receives against the head.
+ */
+export async function storedSeedShares(store: Store, head: Head): Promise<SeedShareDocument> {
+  const hash = head.objects.seedShares;
+  if (hash === undefined) {
+    throw new CoordinatorError("NOT_FOUND", "this Coordinator's head was written before seed-share documents were stored with it");
+  }
+  const key = objectKey(kinds.seedShares, hash);
+  const bytes = await getObject(store, kinds.seedShares, hash);
+  let json: unknown;
+  try {
+    json = JSON.parse(fromUtf8(bytes));
+  } catch {
+    json = undefined;
+  }
+  const parsed = seedShareDocumentSchema.safeParse(json);
+  if (!parsed.success || !matchesHead(parsed.data, head)) {
+    throw new CoordinatorError("STATE_CORRUPT", `${key} is not the seed-share document of the head's recovery parameters`, { key });
+  }
+  return parsed.data;
+}

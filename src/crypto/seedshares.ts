@@ -41,6 +41,11 @@ export const seedShareDocumentSchema = z
 /** A seed-share document. */
 export type SeedShareDocument = z.infer<typeof seedShareDocumentSchema>;
 
+/** The stored bytes of a seed-share document: its JSON as the CLI writes it, two-space indented with a final newline. */
+export function seedShareBytes(doc: SeedShareDocument): Uint8Array {
+  return utf8(JSON.stringify(doc, null, 2) + "\n");
+}
+
 const oaep = { name: "RSA-OAEP", label: utf8(seedShareLabel) as BufferSource } as const;
 
 /** The commitment to a share: SHA-256(tag ‖ 0x00 ‖ salt ‖ share), hex. Binds the share to its deployment's salt. */

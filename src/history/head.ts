@@ -42,6 +42,8 @@ export const headObjectsSchema = z
     meshCA: hash,
     intermediateCA: hash,
     meshCAKey: hash,
+    /** The seed-share document of the current recovery seed (absent in heads written before it was stored). */
+    seedShares: hash.optional(),
   })
   .strict();
 
@@ -95,6 +97,7 @@ export function headMessage(head: Head): Uint8Array {
     r.commitments,
     r.sealedRootSeed,
   ];
+  if (o.seedShares !== undefined) fields.push(o.seedShares);
   return domainMessage(headSignatureTag, utf8(JSON.stringify(fields)));
 }
 
@@ -111,6 +114,7 @@ export function headBytes(signed: SignedHead): Uint8Array {
       meshCA: signed.objects.meshCA,
       intermediateCA: signed.objects.intermediateCA,
       meshCAKey: signed.objects.meshCAKey,
+      ...(signed.objects.seedShares === undefined ? {} : { seedShares: signed.objects.seedShares }),
     },
     recovery: {
       salt: signed.recovery.salt,
@@ -149,7 +153,9 @@ export function parseHead(bytes: Uint8Array, key: string): SignedHead {
     const issue = parsed.error.issues[0];
     throw new CoordinatorError("STATE_CORRUPT", `${key} is malformed at ${issue?.path.join(".") || "top level"}`, { key });
   }
-  const { name, generation, latestTransition, objects, recovery, signature } = parsed.data;
+  const { name, generation, latestTransition, recovery, signature } = parsed.data;
+  const { seedShares, ...required } = parsed.data.objects;
+  const objects: Head["objects"] = seedShares === undefined ? required : { ...required, seedShares };
   const head = { name, generation, latestTransition, objects, recovery, signature };
   if (!bytesEqual(headBytes(head), bytes)) {
     throw new CoordinatorError("STATE_CORRUPT", `${key} is not in its canonical encoding`, { key });

@@ -11,6 +11,7 @@ export const kinds = {
   transition: "transitions",
   certificate: "certificates",
   sealedKey: "keys",
+  seedShares: "seedshares",
 } as const;
 
 /** One kind of immutable object. */

@@ -8,8 +8,16 @@ import { isValidSan } from "./san.js";
 /** A lower-case hex SHA-256 digest. */
 export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a lower-case hex SHA-256 digest");
 
-/** A subject alternative name: a DNS name (wildcards allowed in the first label) or an IP address. */
-export const subjectAltName = z.string().refine(isValidSan, "a DNS name or an IP address");
+/**
+ * A subject alternative name: a DNS name (a wildcard only as the whole first label, over two or more
+ * labels; the last label not a number) or an IP address (dotted-quad IPv4 or IPv6, not unspecified).
+ */
+export const subjectAltName = z
+  .string()
+  .refine(
+    isValidSan,
+    "a DNS name (a wildcard only as the first label over at least two more; the last label not a number) or an IP address (dotted-quad IPv4 or IPv6; not 0.0.0.0 or ::)",
+  );
 
 /** One workload the manifest admits, keyed by the SHA-256 of its policy. */
 export const policyEntrySchema = z
@@ -69,6 +77,44 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   return parsed.data;
 }
 
+/** The only RSA public exponent a seed-share owner key may have (F4): with e = 1 the "encrypted" share is readable by anyone. */
+export const seedShareOwnerExponent = 65537;
+
+/** The RSA public exponent as a number (big-endian bytes, leading zeros allowed), or null if it exceeds 2^53. */
+export function rsaExponentValue(bytes: Uint8Array): number | null {
+  let value = 0;
+  for (const b of bytes) {
+    value = value * 256 + b;
+    if (!Number.isSafeInteger(value)) return null;
+  }
+  return value;
+}
+
+/** The exponent of an imported RSA key as text for messages, e.g. `1` or `3`. */
+function exponentText(bytes: Uint8Array): string {
+  const value = rsaExponentValue(bytes);
+  if (value !== null) return String(value);
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  return `0x${toHex(bytes.subarray(start))}`;
+}
+
+/**
+ * Checks that an imported RSA key has public exponent exactly 65537, twice over: the value
+ * WebCrypto reports in `algorithm.publicExponent`, and the exponent of its JWK export (`AQAB`).
+ * Returns null if it does, else the exponent found (for the caller's message).
+ */
+export async function weakExponent(key: CryptoKey): Promise<string | null> {
+  const raw: unknown = (key.algorithm as Partial<RsaHashedKeyAlgorithm>).publicExponent;
+  // Compared by value: another realm's (or WebCrypto shim's) Uint8Array is no `instanceof` this one's.
+  if (!ArrayBuffer.isView(raw)) return "unknown";
+  const reported = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (rsaExponentValue(reported) !== seedShareOwnerExponent) return exponentText(reported);
+  const jwk = await subtle().exportKey("jwk", key);
+  if (jwk.e !== "AQAB") return jwk.e === undefined ? "unknown" : `base64url ${jwk.e}`;
+  return null;
+}
+
 /** Imports a seed-share owner key for RSA-OAEP with SHA-256; throws INVALID_MANIFEST if unsuitable. */
 export async function importSeedShareOwnerKey(hexSpki: string): Promise<CryptoKey> {
   let key: CryptoKey;
@@ -88,6 +134,13 @@ export async function importSeedShareOwnerKey(hexSpki: string): Promise<CryptoKe
     throw new CoordinatorError(
       "INVALID_MANIFEST",
       `SeedshareOwnerPubKeys: RSA key of ${bits} bits, at least ${minSeedShareOwnerBits} needed`,
+    );
+  }
+  const weak = await weakExponent(key);
+  if (weak !== null) {
+    throw new CoordinatorError(
+      "INVALID_MANIFEST",
+      `SeedshareOwnerPubKeys: RSA key with public exponent ${weak}; only ${seedShareOwnerExponent} is accepted`,
     );
   }
   return key;

@@ -60,12 +60,31 @@ export function canonicalIp(san: string): string | null {
   return v6 === null ? null : v6.map((g) => g.toString(16)).join(":");
 }
 
-/** True if `san` is a valid DNS name (wildcard first label allowed) or IP address. */
+/** The canonical forms of the unspecified addresses (`0.0.0.0`, `::`, and `::ffff:0.0.0.0`): no certificate may name them. */
+const unspecified = new Set(["0.0.0.0", "0:0:0:0:0:0:0:0", "0:0:0:0:0:ffff:0:0"]);
+
+/**
+ * True if a name's last label would make a URL parser read the whole name as an IPv4 address
+ * (WHATWG URL "ends in a number"): all decimal digits, or `0x` and hex digits. `127.1`, `0177.0.0.1`
+ * and `0x7f.1` are such names.
+ */
+function endsInNumber(name: string): boolean {
+  const last = name.slice(name.lastIndexOf(".") + 1);
+  return /^[0-9]+$/.test(last) || /^0[xX][0-9a-fA-F]*$/.test(last);
+}
+
+/**
+ * True if `san` is a valid SAN: an IP address in its usual form (dotted-quad IPv4, or IPv6) other
+ * than an unspecified address, or a DNS name whose last label does not read as a number. A wildcard
+ * is allowed as the whole first label only, with at least two labels after it (`*.example.com`, not `*.com`).
+ */
 export function isValidSan(san: string): boolean {
   if (san.length === 0 || san.length > 253) return false;
-  if (canonicalIp(san) !== null) return true;
-  // A name of digits and dots only would read as a (malformed) IPv4 address: not a DNS name either.
-  return dnsName.test(san) && !/^[0-9.]+$/.test(san);
+  const ip = canonicalIp(san);
+  if (ip !== null) return !unspecified.has(ip);
+  if (!dnsName.test(san) || endsInNumber(san)) return false;
+  if (san.startsWith("*.") && san.split(".").length < 3) return false;
+  return true;
 }
 
 /** A SAN as the certificate carries it. */

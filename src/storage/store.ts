@@ -1,7 +1,7 @@
 // The Store the Coordinator persists through: exact bytes over an unstorage driver, plus compare-and-swap.
 import { createStorage, type Driver, type Storage } from "unstorage";
 import { toHex } from "../encoding.js";
-import { sha256 } from "../crypto/provider.js";
+import { randomBytes, sha256 } from "../crypto/provider.js";
 
 /**
  * Options a Coordinator driver accepts on `setItemRaw`.
@@ -138,4 +138,36 @@ export function createStore(driver: CoordinatorDriver): Store & { storage: Stora
       }
     },
   };
+}
+
+/** The store kind of the objects `probeStore` writes: never read, listed or written by the Coordinator otherwise. */
+export const probeKind = "probes";
+
+/**
+ * Checks that a store works end to end before the Coordinator relies on it: writes a random value
+ * under a fresh key `probes:<name>-<32 hex>` (a kind of its own, so it cannot collide with real data
+ * or another Coordinator's probe), reads it back, removes it and checks it is gone. Throws a
+ * StoreError (UNAVAILABLE) saying which step failed. For stores that allow create and delete (fs,
+ * memory); the Kubernetes Role grants no delete, so the Node adapter probes it differently.
+ */
+export async function probeStore(store: Store, name: string): Promise<void> {
+  const nonce = randomBytes(16);
+  const key = `${probeKind}:${name}-${toHex(nonce)}`;
+  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new StoreError("UNAVAILABLE", `cannot ${what} a probe object: ${message}`, { cause: err });
+    }
+  };
+  await step("write", () => store.put(key, nonce));
+  const back = await step("read back", () => store.get(key));
+  if (back === null || toHex(back) !== toHex(nonce)) {
+    throw new StoreError("UNAVAILABLE", `the probe object ${key} did not read back as written`);
+  }
+  await step("remove", () => store.remove(key));
+  if ((await step("read back", () => store.get(key))) !== null) {
+    throw new StoreError("UNAVAILABLE", `the probe object ${key} is still there after removal`);
+  }
 }

@@ -10,6 +10,7 @@ import { createStore } from "../../src/storage/store.js";
 import type { Store } from "../../src/storage/store.js";
 import type { Storage } from "unstorage";
 import { firstSetBody, manifestBytes, policy, post, recoverBody, seedShareOwner, updateBody, workloadOwner } from "../helpers.js";
+import type { CoordinatorRef } from "../helpers.js";
 
 /** The Coordinator name every fixture uses. */
 export const coordinatorName = "test-coordinator";
@@ -117,6 +118,8 @@ export interface Fixture {
   recover: { share: string; salt: string } | undefined;
   /** The latest transition this fixture's app knows (absent when uninitialized). */
   transition: string | undefined;
+  /** What owners' statements name (absent when uninitialized). */
+  ref: CoordinatorRef | undefined;
   /** In state stale: the second Coordinator on the same store, which moved the head. */
   peer: { coordinator: Coordinator; app: Hono; transition: string } | undefined;
 }
@@ -164,6 +167,7 @@ export async function fixture(state: FixtureState, owners: Owners, opts: Fixture
     seedShares: undefined,
     recover: undefined,
     transition: undefined,
+    ref: undefined,
     peer: undefined,
   };
   if (state === "uninitialized") return base;
@@ -173,7 +177,8 @@ export async function fixture(state: FixtureState, owners: Owners, opts: Fixture
   expectOk(set, "first set");
   const seedShares = set.json.seedShares as SeedShareDocument;
   const recover = await recoverBody(seedShares, owners.seed.keys.privateKey);
-  const ready: Fixture = { ...base, manifest, seedShares, recover, transition: set.json.transition as string };
+  const ref: CoordinatorRef = { name: coordinatorName, rootCA: set.json.rootCA as string };
+  const ready: Fixture = { ...base, manifest, seedShares, recover, transition: set.json.transition as string, ref };
   if (state === "ready") return ready;
 
   const second = await start(store, validators);
@@ -186,14 +191,14 @@ export async function fixture(state: FixtureState, owners: Owners, opts: Fixture
   const peerUpdate = await postJson(
     second.app,
     "/v1/manifest",
-    await updateBody(next, [...policies, extra].map((p) => p.bytes), ready.transition!, owners.workload),
+    await updateBody(next, [...policies, extra].map((p) => p.bytes), ready.transition!, owners.workload, ref),
   );
   expectOk(peerUpdate, "peer update");
   const other = manifestOf(owners, policies.slice(0, 1));
   const conflicting = await postJson(
     first.app,
     "/v1/manifest",
-    await updateBody(other, policies.slice(0, 1).map((p) => p.bytes), ready.transition!, owners.workload),
+    await updateBody(other, policies.slice(0, 1).map((p) => p.bytes), ready.transition!, owners.workload, ref),
   );
   if (conflicting.status !== 409 || conflicting.json?.error?.code !== "STALE") {
     throw new Error(`fixture: the conflicting update answered ${conflicting.status} ${conflicting.text}`);

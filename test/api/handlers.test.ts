@@ -247,14 +247,14 @@ describe("POST /v1/manifest: update", () => {
   it("STALE_BASE (409) without previousTransition or with a wrong one", async () => {
     const f = await fixture("ready", owners);
     const n = await next(f);
-    const signed = await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload);
+    const signed = await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload, f.ref!);
     const without = { ...signed };
     delete without.previousTransition;
     await refused(f, "/v1/manifest", post(without), 409, "STALE_BASE");
     await refused(f, "/v1/manifest", post({ ...signed, previousTransition: randomHex(32) }), 409, "STALE_BASE");
     await refused(f, "/v1/manifest", post({ ...signed, previousTransition: zero }), 409, "STALE_BASE");
     // Signed correctly, but over a wrong base.
-    const wrongBase = await updateBody(n.manifest, n.policies.map((p) => p.bytes), randomHex(32), owners.workload);
+    const wrongBase = await updateBody(n.manifest, n.policies.map((p) => p.bytes), randomHex(32), owners.workload, f.ref!);
     await refused(f, "/v1/manifest", post(wrongBase), 409, "STALE_BASE");
   });
 
@@ -262,13 +262,13 @@ describe("POST /v1/manifest: update", () => {
     const f = await fixture("ready", owners);
     const n = await next(f);
     const ps = n.policies.map((p) => p.bytes);
-    const signed = await updateBody(n.manifest, ps, f.transition!, owners.workload);
+    const signed = await updateBody(n.manifest, ps, f.transition!, owners.workload, f.ref!);
     const unsigned = { ...signed };
     delete unsigned.signature;
     const sig = signed.signature as { publicKey: string; value: string };
-    const byStranger = await updateBody(n.manifest, ps, f.transition!, stranger);
+    const byStranger = await updateBody(n.manifest, ps, f.transition!, stranger, f.ref!);
     const other = manifestOf(owners, f.policies.slice(0, 1));
-    const overOther = await updateBody(other, [f.policies[0]!.bytes], f.transition!, owners.workload);
+    const overOther = await updateBody(other, [f.policies[0]!.bytes], f.transition!, owners.workload, f.ref!);
     const bodies: unknown[] = [
       unsigned,
       byStranger,
@@ -284,10 +284,22 @@ describe("POST /v1/manifest: update", () => {
     for (const body of bodies) await refused(f, "/v1/manifest", post(body), 403, "UNAUTHORIZED_UPDATE");
   });
 
+  it("checks an update's signature before it parses the manifest or decodes a policy", async () => {
+    const f = await fixture("ready", owners);
+    // Neither the manifest nor the policies would pass their own checks: the signature is refused first.
+    const garbage = utf8("{ not a manifest");
+    const body = await updateBody(garbage, [], f.transition!, stranger, f.ref!);
+    const policies = Array.from({ length: 8 }, () => toBase64(crypto.getRandomValues(new Uint8Array(1024))));
+    await refused(f, "/v1/manifest", post({ ...body, policies }), 403, "UNAUTHORIZED_UPDATE");
+    // Signed by the owner, the same bodies fail on their content.
+    const owned = await updateBody(garbage, [], f.transition!, owners.workload, f.ref!);
+    await refused(f, "/v1/manifest", post({ ...owned, policies }), 400, "INVALID_MANIFEST");
+  });
+
   it("UPDATES_DISABLED (403) when the manifest names no workload owner", async () => {
     const f = await fixture("ready", owners, { workloadOwners: [] });
     const n = await next(f);
-    const body = await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload);
+    const body = await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload, f.ref!);
     await refused(f, "/v1/manifest", post(body), 403, "UPDATES_DISABLED");
   });
 
@@ -296,13 +308,13 @@ describe("POST /v1/manifest: update", () => {
     const n = await next(f);
     const weak = manifestOf(owners, n.policies, { seedShareOwners: [weakSeedOwner.publicHex] });
     const ps = n.policies.map((p) => p.bytes);
-    await refused(f, "/v1/manifest", post(await updateBody(weak, ps, f.transition!, owners.workload)), 400, "INVALID_MANIFEST");
-    await refused(f, "/v1/manifest", post(await updateBody(n.manifest, ps.slice(1), f.transition!, owners.workload)), 400, "POLICY_MISSING");
+    await refused(f, "/v1/manifest", post(await updateBody(weak, ps, f.transition!, owners.workload, f.ref!)), 400, "INVALID_MANIFEST");
+    await refused(f, "/v1/manifest", post(await updateBody(n.manifest, ps.slice(1), f.transition!, owners.workload, f.ref!)), 400, "POLICY_MISSING");
     const stray = await namedPolicy("stray");
     await refused(
       f,
       "/v1/manifest",
-      post(await updateBody(n.manifest, [...ps, stray.bytes], f.transition!, owners.workload)),
+      post(await updateBody(n.manifest, [...ps, stray.bytes], f.transition!, owners.workload, f.ref!)),
       400,
       "POLICY_NOT_REFERENCED",
     );
@@ -312,7 +324,7 @@ describe("POST /v1/manifest: update", () => {
     const f = await fixture("ready", owners);
     const before = await get(f.app, "/v1/manifests");
     const n = await next(f);
-    const body = await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload);
+    const body = await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload, f.ref!);
     const a = await postJson(f.app, "/v1/manifest", body);
     expect(a.status).toBe(200);
     setManifestResponse.parse(a.json);
@@ -325,11 +337,41 @@ describe("POST /v1/manifest: update", () => {
     await refused(f, "/v1/manifest", post(body), 409, "STALE_BASE");
   });
 
+  it("GET /v1/seedshares serves the stored seed-share document in every state but uninitialized", async () => {
+    const u = await fixture("uninitialized", owners);
+    expectError(await get(u.app, "/v1/seedshares"), 409, "NOT_INITIALIZED");
+    const f = await fixture("ready", owners);
+    const ready = await get(f.app, "/v1/seedshares");
+    expect(ready.status, ready.text).toBe(200);
+    expect(ready.json).toEqual({ seedShares: f.seedShares, verified: true });
+    const restarted = await start(f.store);
+    expect(restarted.coordinator.currentState).toBe("recovery-required");
+    expect((await get(restarted.app, "/v1/seedshares")).json).toEqual({ seedShares: f.seedShares, verified: false });
+    // The document is stored under its hash, before the head that names it.
+    const keys = await f.store.storage.getKeys();
+    expect(keys.filter((k) => k.startsWith("seedshares:"))).toHaveLength(1);
+  });
+
+  it("setting the manifest that is already current: 200 unchanged, nothing written, the same mesh CA; still only for a workload owner", async () => {
+    const f = await fixture("ready", owners);
+    const n = await next(f);
+    const first = await postJson(f.app, "/v1/manifest", await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload, f.ref!));
+    expect(first.status, first.text).toBe(200);
+    const before = await snapshot(f.app, f.store);
+    const again = await postJson(f.app, "/v1/manifest", await updateBody(n.manifest, n.policies.map((p) => p.bytes), first.json.transition, owners.workload, f.ref!));
+    expect(again.status, again.text).toBe(200);
+    setManifestResponse.parse(again.json);
+    expect(again.json).toEqual({ transition: first.json.transition, generation: 2, rootCA: first.json.rootCA, meshCA: first.json.meshCA, unchanged: true });
+    expect(await snapshot(f.app, f.store)).toEqual(before);
+    const byStranger = await updateBody(n.manifest, n.policies.map((p) => p.bytes), first.json.transition, stranger, f.ref!);
+    await refused(f, "/v1/manifest", post(byStranger), 403, "UNAUTHORIZED_UPDATE");
+  });
+
   it("RECOVERY_REQUIRED (409) in recovery-required, for a first set and for an update", async () => {
     const f = await fixture("recovery-required", owners);
     const n = await next(f);
     await refused(f, "/v1/manifest", post(firstSetBody(f.manifest!, f.policies.map((p) => p.bytes))), 409, "RECOVERY_REQUIRED");
-    const update = await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload);
+    const update = await updateBody(n.manifest, n.policies.map((p) => p.bytes), f.transition!, owners.workload, f.ref!);
     await refused(f, "/v1/manifest", post(update), 409, "RECOVERY_REQUIRED");
   });
 
@@ -337,8 +379,8 @@ describe("POST /v1/manifest: update", () => {
     const f = await fixture("stale", owners);
     const n = await next(f);
     const ps = n.policies.map((p) => p.bytes);
-    await refused(f, "/v1/manifest", post(await updateBody(n.manifest, ps, f.transition!, owners.workload)), 409, "STALE");
-    await refused(f, "/v1/manifest", post(await updateBody(n.manifest, ps, f.peer!.transition, owners.workload)), 409, "STALE");
+    await refused(f, "/v1/manifest", post(await updateBody(n.manifest, ps, f.transition!, owners.workload, f.ref!)), 409, "STALE");
+    await refused(f, "/v1/manifest", post(await updateBody(n.manifest, ps, f.peer!.transition, owners.workload, f.ref!)), 409, "STALE");
     await refused(f, "/v1/manifest", post(firstSetBody(f.manifest!, f.policies.map((p) => p.bytes))), 409, "STALE");
   });
 
@@ -374,7 +416,7 @@ describe("POST /v1/manifest: concurrent requests", () => {
     const a = await namedPolicy("a");
     const b = await namedPolicy("b");
     const bodies = await Promise.all(
-      [a, b].map((p) => updateBody(manifestOf(owners, [p]), [p.bytes], f.transition!, owners.workload)),
+      [a, b].map((p) => updateBody(manifestOf(owners, [p]), [p.bytes], f.transition!, owners.workload, f.ref!)),
     );
     const answers = await Promise.all(bodies.map((body) => postJson(f.app, "/v1/manifest", body)));
     expect(answers.map((x) => x.status).sort()).toEqual([200, 409]);
@@ -404,12 +446,12 @@ describe("GET /v1/manifests", () => {
     const cache = await namedPolicy("cache", "cache policy\n\u00e9\u0000 exact bytes");
     const policies2 = [...f.policies, cache];
     const m2 = manifestOf(owners, policies2);
-    const u2 = await postJson(f.app, "/v1/manifest", await updateBody(m2, policies2.map((p) => p.bytes), f.transition!, owners.workload));
+    const u2 = await postJson(f.app, "/v1/manifest", await updateBody(m2, policies2.map((p) => p.bytes), f.transition!, owners.workload, f.ref!));
     expect(u2.status).toBe(200);
     const policies3 = [cache];
     // Exact bytes: a manifest with unusual whitespace must come back as sent.
     const m3 = utf8(`  ${fromUtf8(manifestOf(owners, policies3)).replace(/\n/g, "\r\n")}\t\n`);
-    const u3 = await postJson(f.app, "/v1/manifest", await updateBody(m3, [cache.bytes], u2.json.transition, owners.workload));
+    const u3 = await postJson(f.app, "/v1/manifest", await updateBody(m3, [cache.bytes], u2.json.transition, owners.workload, f.ref!));
     expect(u3.status).toBe(200);
 
     const a = await get(f.app, "/v1/manifests");
@@ -507,7 +549,7 @@ describe("POST /v1/recover", () => {
     let transition = ready.transition!;
     for (const policies of [[...ready.policies, await namedPolicy("cache")], [await namedPolicy("cache")]]) {
       const m = manifestOf(owners, policies);
-      const u = await postJson(ready.app, "/v1/manifest", await updateBody(m, policies.map((p) => p.bytes), transition, owners.workload));
+      const u = await postJson(ready.app, "/v1/manifest", await updateBody(m, policies.map((p) => p.bytes), transition, owners.workload, ready.ref!));
       expect(u.status).toBe(200);
       transition = u.json.transition;
     }
@@ -541,7 +583,7 @@ describe("POST /v1/recover", () => {
     // And it can build on the newer state again.
     const policies = f.policies.slice(1);
     const m = manifestOf(owners, policies);
-    const u = await postJson(f.app, "/v1/manifest", await updateBody(m, policies.map((p) => p.bytes), f.peer!.transition, owners.workload));
+    const u = await postJson(f.app, "/v1/manifest", await updateBody(m, policies.map((p) => p.bytes), f.peer!.transition, owners.workload, f.ref!));
     expect(u.status).toBe(200);
     expect(u.json.generation).toBe(3);
   });

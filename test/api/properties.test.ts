@@ -5,6 +5,7 @@ import fc from "fast-check";
 import type { Hono } from "hono";
 import { beforeAll, describe, expect, it } from "vitest";
 import { fromBase64, toBase64, toHex, utf8 } from "../../src/encoding.js";
+import { canonicalIp } from "../../src/manifest/san.js";
 import { firstSetBody, workloadKey } from "../helpers.js";
 import { fixture, makeOwners, postJson, snapshot } from "./fixture.js";
 import type { Fixture, FixtureState, NamedPolicy, Owners } from "./fixture.js";
@@ -340,8 +341,9 @@ function renderedIp(ip: string): string {
 describe("manifest SANs", () => {
   // Valid names and addresses, and junk made of the characters IP addresses and DNS names use.
   const san = fc.oneof(
-    fc.ipV4().map((value) => ({ value, valid: true })),
-    fc.ipV6().map((value) => ({ value, valid: true })),
+    // The unspecified addresses (0.0.0.0, ::) name no host and are refused.
+    fc.ipV4().map((value) => ({ value, valid: value !== "0.0.0.0" })),
+    fc.ipV6().map((value) => ({ value, valid: canonicalIp(value) !== canonicalIp("::") })),
     fc.domain().map((value) => ({ value, valid: true })),
     fc.string({ unit: fc.constantFrom(..."0123456789abcdefABCDEF:.*-_"), minLength: 1, maxLength: 20 }).map((value) => ({ value, valid: false })),
   );

@@ -79,7 +79,6 @@ const m2 = manifestBytes({ ...common, policies: [{ ...p2, name: "db" }, { ...p3,
 const t1 = toHex(await transitionHash(await sha256(m1), zeroHash));
 const t2 = toHex(await transitionHash(await sha256(m2), fromHex(t1)));
 const firstBody = firstSetBody(m1, [p1.bytes, p2.bytes]);
-const update = await updateBody(m2, [p2.bytes, p3.bytes], t1, owner);
 
 async function recoverWith(seedShares: unknown): Promise<{ share: string; salt: string }> {
   return recoverBody(seedShares as SeedShareDocument, seedOwner.keys.privateKey);
@@ -99,6 +98,8 @@ const gen1 = await (async () => {
   const history = await call(app, "GET", "/v1/manifests");
   return { store, text: history.text, recover: await recoverWith(set.json.seedShares) };
 })();
+const gen1History = JSON.parse(gen1.text) as { name: string; rootCA: string };
+const update = await updateBody(m2, [p2.bytes, p3.bytes], t1, owner, gen1History);
 
 /** A Coordinator on a failing copy of the generation-1 state, recovered (with nothing armed). */
 async function readyOnGen1(): Promise<{ inner: Store; fstore: FailingStore; app: Hono }> {

@@ -164,7 +164,7 @@ async function buildBaseline(
   expect(first.status, first.text).toBe(200);
   const t1 = first.json.transition as string;
   const head1 = (await store.get(headKey))!;
-  const second = await call(app, "POST", "/v1/manifest", await updateBody(m2.bytes, [p2.bytes, p3.bytes], t1, owners.workload));
+  const second = await call(app, "POST", "/v1/manifest", await updateBody(m2.bytes, [p2.bytes, p3.bytes], t1, owners.workload, { name, rootCA: first.json.rootCA as string }));
   expect(second.status, second.text).toBe(200);
   const t2 = second.json.transition as string;
   const head2 = (await store.get(headKey))!;
@@ -462,7 +462,7 @@ describe("tampering with the head", () => {
   });
 
   /*
-   * ROLLBACK, accepted by design (DESIGN §8, G4 last sentence): the head of generation 1 is a
+   * ROLLBACK, accepted by design (design §8, G4 last sentence): the head of generation 1 is a
    * once-valid head signed by the same seed, so the Coordinator cannot tell it from the newest one
    * and recovers to generation 1. Clients that remember having seen generation 2 detect it (the
    * generation in GET /v1/manifests and in the signed head went down). This test pins that the

@@ -1,4 +1,4 @@
-// The CA layout of DESIGN §5 (root, transaction signer, intermediate + self-signed mesh CA, leaves) and sealing at rest.
+// The CA layout of design §5 (root, transaction signer, intermediate + self-signed mesh CA, leaves) and sealing at rest.
 import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
 import {

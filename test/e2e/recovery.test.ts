@@ -9,6 +9,7 @@ import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { fromBase64, toHex } from "../../src/encoding.js";
 import { expectCrossVerified, pemBlocks, signedBy } from "../certificates.js";
 import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import type { CoordinatorRef } from "../helpers.js";
 import { bundlePath, ensureBundle, killAll, runBundle, startCoordinator } from "./process.js";
 import type { CoordinatorProcess } from "./process.js";
 
@@ -85,6 +86,7 @@ describe("recovery end to end (real processes, fs store)", () => {
   // State carried from step to step.
   let seedShares: SeedShareDocument;
   let firstTransition: string;
+  let firstRef: CoordinatorRef;
   let historyBefore: string;
   let rootBefore: string;
   let meshBefore: string;
@@ -164,6 +166,7 @@ describe("recovery end to end (real processes, fs store)", () => {
     expect(seedShares.shares).toHaveLength(1);
     expect(seedShares.shares[0]!.ownerPublicKey).toBe(shareOwner.publicHex);
     firstTransition = res.body.transition as string;
+    firstRef = { name: "coordinator", rootCA: res.body.rootCA as string };
   });
 
   it("3. issues a mesh certificate and serves the history", async () => {
@@ -241,7 +244,7 @@ describe("recovery end to end (real processes, fs store)", () => {
   });
 
   it("8. a signed update survives another SIGKILL and recovery", async () => {
-    const update = await postJson(base(), "/v1/manifest", await updateBody(manifest2, [polB.bytes, polC.bytes], firstTransition, owner));
+    const update = await postJson(base(), "/v1/manifest", await updateBody(manifest2, [polB.bytes, polC.bytes], firstTransition, owner, firstRef));
     expect(update.status, update.text).toBe(200);
     expect(update.body.generation).toBe(2);
     expect(update.body.seedShares).toBeUndefined();

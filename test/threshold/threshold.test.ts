@@ -11,7 +11,8 @@ import { createStore } from "../../src/storage/store.js";
 import type { Store } from "../../src/storage/store.js";
 import { call, get, postJson, simulated } from "../api/fixture.js";
 import type { Answer } from "../api/fixture.js";
-import { firstSetBody, policy, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import { approvalOf, firstSetBody, resetBody, policy, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import type { CoordinatorRef } from "../helpers.js";
 
 type SeedOwner = Awaited<ReturnType<typeof seedShareOwner>>;
 type WorkloadOwner = Awaited<ReturnType<typeof workloadOwner>>;
@@ -50,17 +51,26 @@ async function shareOf(doc: SeedShareDocument, owner: SeedOwner): Promise<{ shar
   return { share: toBase64(await decryptSeedShare(entry.encryptedShare, owner.keys.privateKey)), salt: doc.salt };
 }
 
+/** A DELETE with a JSON body. */
+function del(body: unknown): RequestInit {
+  return { method: "DELETE", body: JSON.stringify(body), headers: { "content-type": "application/json" } };
+}
+
 function expectCode(answer: Answer, status: number, code: string): void {
   expect({ status: answer.status, code: answer.json?.error?.code }).toEqual({ status, code });
 }
 
-async function deploy(seedOwners: SeedOwner[], threshold: number): Promise<{ store: Store; doc: SeedShareDocument; history: string; transition: string; m: Uint8Array }> {
+async function deploy(
+  seedOwners: SeedOwner[],
+  threshold: number,
+): Promise<{ store: Store; doc: SeedShareDocument; history: string; transition: string; m: Uint8Array; ref: CoordinatorRef }> {
   const store = createStore(memoryDriver());
   const app = await start(store);
   const m = manifest(seedOwners, threshold);
   const set = await postJson(app, "/v1/manifest", firstSetBody(m, [web.bytes]));
   expect(set.status, set.text).toBe(200);
-  return { store, doc: set.json.seedShares, history: (await get(app, "/v1/manifests")).text, transition: set.json.transition, m };
+  const ref = { name, rootCA: set.json.rootCA as string };
+  return { store, doc: set.json.seedShares, history: (await get(app, "/v1/manifests")).text, transition: set.json.transition, m, ref };
 }
 
 describe("2 of 3", () => {
@@ -118,11 +128,11 @@ describe("2 of 3", () => {
     expect((await get(app, "/v1/manifests")).text).toBe(history);
   });
 
-  it("a reset discards partial progress; the next share starts a new attempt", async () => {
+  it("a reset signed by one owner over the attempt's nonce discards partial progress; the next share starts a new attempt", async () => {
     const { store, doc } = await deploy(owners.slice(0, 3), 2);
     const app = await start(store);
     const first = await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
-    const reset = await call(app, "/v1/recover", { method: "DELETE" });
+    const reset = await call(app, "/v1/recover", del(await resetBody(owners[1]!, name, first.json.recovery.nonce)));
     expect(reset.status, reset.text).toBe(200);
     expect(reset.json).toEqual({ state: "recovery-required", recovery: { threshold: 2, received: 0, nonce: null } });
     const again = await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
@@ -143,10 +153,44 @@ describe("2 of 3", () => {
     expect(next.json).toMatchObject({ state: "recovery-required", recovery: { received: 1 } });
   });
 
+  it("attack: nobody but a current seed-share owner, signing this attempt of this Coordinator, can reset; nothing changes", async () => {
+    const { store, doc } = await deploy(owners.slice(0, 3), 2);
+    const app = await start(store);
+    expectCode(await call(app, "/v1/recover", del(await resetBody(owners[0]!, name, "00".repeat(16)))), 409, "NO_RECOVERY_ATTEMPT");
+    const first = await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
+    const nonce = first.json.recovery.nonce as string;
+    const progress = (await get(app, "/v1/status")).json.recovery;
+    expect(progress).toEqual({ threshold: 2, received: 1, nonce });
+
+    expectCode(await call(app, "/v1/recover", { method: "DELETE" }), 415, "UNSUPPORTED_MEDIA_TYPE");
+    expectCode(await call(app, "/v1/recover", del({})), 400, "INVALID_REQUEST");
+    const valid = await resetBody(owners[1]!, name, nonce);
+    const attacks: [string, unknown][] = [
+      ["a key that is no seed-share owner", await resetBody(owners[3]!, name, nonce)],
+      ["an owner's signature over another attempt", await resetBody(owners[1]!, name, "ab".repeat(16))],
+      ["an owner's signature for another Coordinator", await resetBody(owners[1]!, "other", nonce)],
+      ["an owner's signature under another owner's key", { ...valid, ownerPublicKey: owners[2]!.publicHex }],
+      ["a truncated signature", { ...valid, signature: valid.signature.slice(0, 40) + "==" }],
+    ];
+    for (const [what, body] of attacks) {
+      const answer = await call(app, "/v1/recover", del(body));
+      expect({ what, status: answer.status, code: answer.json?.error?.code }).toEqual({
+        what,
+        status: answer.status === 400 ? 400 : 403,
+        code: answer.status === 400 ? "INVALID_REQUEST" : "RESET_UNAUTHORIZED",
+      });
+      expect((await get(app, "/v1/status")).json.recovery).toEqual(progress);
+    }
+    // A flood of anonymous resets does not stall the recovery: the second owner completes it.
+    await Promise.all(Array.from({ length: 50 }, () => call(app, "/v1/recover", del({ ...valid, signature: toBase64(new Uint8Array(384)) }))));
+    const done = await postJson(app, "/v1/recover", await shareOf(doc, owners[2]!));
+    expect(done.json.state, done.text).toBe("ready");
+  });
+
   it("reset and recover outside recovery are NOT_IN_RECOVERY", async () => {
     const store = createStore(memoryDriver());
     const app = await start(store);
-    expectCode(await call(app, "/v1/recover", { method: "DELETE" }), 409, "NOT_IN_RECOVERY");
+    expectCode(await call(app, "/v1/recover", del(await resetBody(owners[0]!, name, "00".repeat(16)))), 409, "NOT_IN_RECOVERY");
   });
 });
 
@@ -178,8 +222,67 @@ describe("manifest validation", () => {
 });
 
 describe("owner rotation", () => {
+  it("attack: a workload owner alone cannot change the seed-share owners or the threshold; fewer than t valid approvals change nothing", async () => {
+    const { store, doc, transition, ref } = await deploy(owners.slice(0, 3), 2);
+    const app = await start(store);
+    await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
+    await postJson(app, "/v1/recover", await shareOf(doc, owners[1]!));
+    const history = (await get(app, "/v1/manifests")).text;
+    const status = (await get(app, "/v1/status")).text;
+    const mallory = owners[3]!; // the workload owner's own RSA key
+    const withMallory = manifest([...owners.slice(0, 3), mallory], 2);
+    const lowered = manifest(owners.slice(0, 3), 1);
+    const reordered = manifest([owners[1]!, owners[0]!, owners[2]!], 2);
+    const other = manifest([...owners.slice(0, 3), owners[4]!], 2);
+    const otherRoot = { name, rootCA: "11".repeat(32) };
+    const a0 = await approvalOf(owners[0]!, ref, withMallory, transition);
+    const attempts: [string, Uint8Array, { ownerPublicKey: string; signature: string }[] | undefined][] = [
+      ["adds the workload owner's key, no approvals", withMallory, undefined],
+      ["lowers the threshold, no approvals", lowered, []],
+      ["reorders the owners (their shares change), no approvals", reordered, []],
+      ["one approval of two needed", withMallory, [a0]],
+      ["the same approval twice", withMallory, [a0, a0]],
+      ["one owner and one stranger (the new key itself)", withMallory, [a0, await approvalOf(mallory, ref, withMallory, transition)]],
+      ["approvals of another manifest", withMallory, [a0, await approvalOf(owners[1]!, ref, other, transition)]],
+      ["approvals for another Coordinator", withMallory, [a0, await approvalOf(owners[1]!, otherRoot, withMallory, transition)]],
+      ["approvals for another name", withMallory, [a0, await approvalOf(owners[1]!, { ...ref, name: "other" }, withMallory, transition)]],
+      ["an owner's signature under another owner's key", withMallory, [a0, { ...a0, ownerPublicKey: owners[1]!.publicHex }]],
+    ];
+    for (const [what, next, approvals] of attempts) {
+      const answer = await postJson(app, "/v1/manifest", await updateBody(next, [web.bytes], transition, workload, ref, approvals));
+      expect({ what, status: answer.status, code: answer.json?.error?.code }).toEqual({ what, status: 403, code: "REKEY_NOT_APPROVED" });
+      expect((await get(app, "/v1/manifests")).text).toBe(history);
+      expect((await get(app, "/v1/status")).text).toBe(status);
+    }
+    const restarted = await start(store);
+    const old = await postJson(restarted, "/v1/recover", await shareOf(doc, owners[0]!));
+    expect(old.status, old.text).toBe(200);
+
+    const approved = [a0, await approvalOf(owners[2]!, ref, withMallory, transition)];
+    const update = await postJson(app, "/v1/manifest", await updateBody(withMallory, [web.bytes], transition, workload, ref, approved));
+    expect(update.status, update.text).toBe(200);
+    expect((update.json.seedShares as SeedShareDocument).shares).toHaveLength(4);
+  });
+
+  it("attack: an update signed for another Coordinator, or for another root CA, is refused", async () => {
+    const { store, doc, transition, ref } = await deploy(owners.slice(0, 3), 2);
+    const app = await start(store);
+    await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
+    await postJson(app, "/v1/recover", await shareOf(doc, owners[1]!));
+    const history = (await get(app, "/v1/manifests")).text;
+    const p2 = await policy("policy of web, v2\n");
+    const next = manifest(owners.slice(0, 3), 2, p2);
+    for (const other of [{ ...ref, name: "staging" }, { name, rootCA: "22".repeat(32) }]) {
+      const answer = await postJson(app, "/v1/manifest", await updateBody(next, [p2.bytes], transition, workload, other));
+      expectCode(answer, 403, "UNAUTHORIZED_UPDATE");
+      expect((await get(app, "/v1/manifests")).text).toBe(history);
+    }
+    const ok = await postJson(app, "/v1/manifest", await updateBody(next, [p2.bytes], transition, workload, ref));
+    expect(ok.status, ok.text).toBe(200);
+  });
+
   it("an update that replaces an owner and changes t: new shares; old ones stop working; the CAs stay", async () => {
-    const { store, doc: oldDoc, transition } = await deploy(owners.slice(0, 3), 2);
+    const { store, doc: oldDoc, transition, ref } = await deploy(owners.slice(0, 3), 2);
     const app = await start(store);
     await postJson(app, "/v1/recover", await shareOf(oldDoc, owners[0]!));
     await postJson(app, "/v1/recover", await shareOf(oldDoc, owners[1]!));
@@ -187,7 +290,8 @@ describe("owner rotation", () => {
 
     // owners 1, 2 stay; owner 0 is replaced by owner 3; threshold 2 → 3 (of 3)
     const next = manifest([owners[3]!, owners[1]!, owners[2]!], 3);
-    const update = await postJson(app, "/v1/manifest", await updateBody(next, [web.bytes], transition, workload));
+    const approvals = await Promise.all([owners[2]!, owners[0]!].map((o) => approvalOf(o, ref, next, transition)));
+    const update = await postJson(app, "/v1/manifest", await updateBody(next, [web.bytes], transition, workload, ref, approvals));
     expect(update.status, update.text).toBe(200);
     const newDoc = update.json.seedShares as SeedShareDocument;
     expect(newDoc.threshold).toBe(3);
@@ -197,7 +301,7 @@ describe("owner rotation", () => {
     // an update that keeps owners and threshold hands out no new shares
     const p2 = await policy("policy of web, v2\n");
     const same = manifest([owners[3]!, owners[1]!, owners[2]!], 3, p2);
-    const keep = await postJson(app, "/v1/manifest", await updateBody(same, [p2.bytes], update.json.transition, workload));
+    const keep = await postJson(app, "/v1/manifest", await updateBody(same, [p2.bytes], update.json.transition, workload, ref));
     expect(keep.status, keep.text).toBe(200);
     expect(keep.json.seedShares).toBeUndefined();
     const finalHistory = (await get(app, "/v1/manifests")).text;
@@ -221,11 +325,13 @@ describe("owner rotation", () => {
   });
 
   it("going from 2-of-3 back to 1-of-1 gives the single owner the whole recovery seed", async () => {
-    const { store, doc, transition } = await deploy(owners.slice(0, 3), 2);
+    const { store, doc, transition, ref } = await deploy(owners.slice(0, 3), 2);
     const app = await start(store);
     await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
     await postJson(app, "/v1/recover", await shareOf(doc, owners[2]!));
-    const update = await postJson(app, "/v1/manifest", await updateBody(manifest([owners[4]!]), [web.bytes], transition, workload));
+    const next = manifest([owners[4]!]);
+    const approvals = await Promise.all([owners[0]!, owners[1]!].map((o) => approvalOf(o, ref, next, transition)));
+    const update = await postJson(app, "/v1/manifest", await updateBody(next, [web.bytes], transition, workload, ref, approvals));
     expect(update.status, update.text).toBe(200);
     const history = (await get(app, "/v1/manifests")).text;
     const restarted = await start(store);

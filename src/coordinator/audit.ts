@@ -1,0 +1,88 @@
+// Re-verification of what a ready Coordinator relies on: its head and every stored object it serves or would need after a restart.
+import { bytesEqual } from "../encoding.js";
+import { CoordinatorError } from "../errors.js";
+import { headKey, parseHead, verifyHead } from "../history/head.js";
+import { getObject, kinds } from "../history/objects.js";
+import { StoreError } from "../storage/store.js";
+import type { Store } from "../storage/store.js";
+import type { Ready } from "./ready.js";
+
+/** A stored object that no longer is what the Coordinator verified: missing, changed, or a head that went back. */
+export interface Damage {
+  /** The store key, e.g. `manifests:<hash>` or `heads:<name>`. */
+  key: string;
+  message: string;
+}
+
+/** What one audit found: all well, damage, a head that another writer moved forward, or a store that did not answer. */
+export type AuditFinding =
+  | { kind: "ok" }
+  | { kind: "damaged"; damage: Damage }
+  | { kind: "moved" }
+  | { kind: "unavailable"; message: string };
+
+/** Turns a read failure into a finding: integrity errors are damage, store failures are unavailability. */
+function findingOf(err: unknown): AuditFinding {
+  if (err instanceof CoordinatorError && err.code === "STATE_CORRUPT") {
+    return { kind: "damaged", damage: { key: err.key ?? "unknown", message: err.message } };
+  }
+  if (err instanceof StoreError) return { kind: "unavailable", message: err.message };
+  throw err;
+}
+
+/**
+ * Re-reads every immutable object of the ready state (the CA certificates, the sealed mesh CA key, the
+ * seed-share document and every transition, manifest and policy of the history) and checks each against its hash. Stops at
+ * the first damage. Immutable objects never change, so this needs no lock.
+ */
+export async function auditObjects(store: Store, ready: Ready): Promise<AuditFinding> {
+  try {
+    const o = ready.head.objects;
+    for (const hash of [o.rootCA, o.transactionSigner, o.meshCA, o.intermediateCA]) await getObject(store, kinds.certificate, hash);
+    await getObject(store, kinds.sealedKey, o.meshCAKey);
+    if (o.seedShares !== undefined) await getObject(store, kinds.seedShares, o.seedShares);
+    const policies = new Set<string>();
+    for (const entry of ready.history) {
+      await getObject(store, kinds.transition, entry.transition);
+      await getObject(store, kinds.manifest, entry.manifest);
+      for (const policy of entry.policies) {
+        if (policies.has(policy)) continue;
+        policies.add(policy);
+        await getObject(store, kinds.policy, policy);
+      }
+    }
+    return { kind: "ok" };
+  } catch (err) {
+    return findingOf(err);
+  }
+}
+
+/**
+ * Checks the stored head against the one the Coordinator holds: the same bytes are fine; a newer
+ * head validly signed by this Coordinator's key means another writer moved it; anything else
+ * (missing, malformed, unsigned, or the same or an older generation with other bytes) is damage.
+ */
+export async function auditHead(store: Store, name: string, ready: Ready): Promise<AuditFinding> {
+  const key = headKey(name);
+  let stored: Uint8Array | null;
+  try {
+    stored = await store.get(key);
+  } catch (err) {
+    return findingOf(err);
+  }
+  if (stored === null) return { kind: "damaged", damage: { key, message: `${key} is missing from the store` } };
+  if (bytesEqual(stored, ready.headBytes)) return { kind: "ok" };
+  let head;
+  try {
+    head = parseHead(stored, key);
+  } catch (err) {
+    return findingOf(err);
+  }
+  if (head.generation > ready.head.generation && (await verifyHead(head, ready.engine.transactionSigningKey.publicKey))) {
+    return { kind: "moved" };
+  }
+  return {
+    kind: "damaged",
+    damage: { key, message: `${key} was replaced: generation ${head.generation} is not the verified generation ${ready.head.generation}` },
+  };
+}

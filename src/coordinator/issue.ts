@@ -1,0 +1,93 @@
+// Issuing a mesh certificate: the workload's evidence checked, its policy found in the current manifest, its key certified by the mesh CA.
+import { toHex } from "../encoding.js";
+import { issueLeafDer, toPem } from "../crypto/ca.js";
+import { subtle } from "../crypto/provider.js";
+import type { SeedEngine } from "../crypto/seedengine.js";
+import { validatorFor } from "../attestation/validator.js";
+import type { Validators } from "../attestation/validator.js";
+import { CoordinatorError } from "../errors.js";
+import { generalName } from "../manifest/san.js";
+import type { Ready } from "./ready.js";
+
+/** A mesh certificate and what comes with it. */
+export interface MeshCertificate {
+  certChain: string;
+  meshCA: string;
+  rootCA: string;
+  workloadSecret: string;
+  workloadSecretID: string;
+  policyHash: string;
+}
+
+/** Issues a mesh certificate to an attested workload whose policy is in the current manifest. */
+export async function issueMeshCertificate(
+  ready: Ready,
+  validators: Validators,
+  input: { publicKey: Uint8Array; evidence: unknown },
+  now: Date,
+): Promise<MeshCertificate> {
+  const validator = validatorFor(validators, input.evidence);
+  const publicKey = await importWorkloadKey(input.publicKey);
+  const { policyHash } = await validator.validate(input.evidence, input.publicKey);
+  const entry = ready.manifest.Policies[policyHash];
+  if (entry === undefined) {
+    throw new CoordinatorError("POLICY_NOT_IN_MANIFEST", `policy ${policyHash} is not in the current manifest`);
+  }
+  const leaf = await issueLeafDer(
+    ready.mesh,
+    {
+      publicKey,
+      subjectPublicKeyInfo: input.publicKey,
+      sans: entry.SANs.map(generalName),
+      commonName: entry.SANs[0] ?? policyHash,
+    },
+    now,
+  );
+  const secret = await workloadSecret(ready.engine, entry.WorkloadSecretID);
+  return {
+    certChain: toPem(leaf) + ready.intermediateCA.pem,
+    meshCA: ready.meshCA.pem,
+    rootCA: ready.rootCA.pem,
+    workloadSecret: secret,
+    workloadSecretID: entry.WorkloadSecretID,
+    policyHash,
+  };
+}
+
+const curveOids: [string, Uint8Array][] = [
+  ["P-384", Uint8Array.of(0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22)],
+  ["P-256", Uint8Array.of(0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07)],
+];
+
+function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+/** Imports a workload's public key (DER SPKI, ECDSA P-256 or P-384); anything else is INVALID_REQUEST. */
+async function importWorkloadKey(spki: Uint8Array): Promise<CryptoKey> {
+  // The curve's OID picks the import parameters; the import itself checks the whole structure.
+  const namedCurve = curveOids.find(([, oid]) => contains(spki.subarray(0, 32), oid))?.[0];
+  if (namedCurve !== undefined) {
+    try {
+      return await subtle().importKey("spki", spki as BufferSource, { name: "ECDSA", namedCurve }, true, ["verify"]);
+    } catch {
+      // fall through to the error below
+    }
+  }
+  throw new CoordinatorError("INVALID_REQUEST", "publicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key");
+}
+
+/** Workload secrets by root seed and WorkloadSecretID: deterministic, so derived once. */
+const workloadSecrets = new WeakMap<SeedEngine, Map<string, string>>();
+
+async function workloadSecret(engine: SeedEngine, id: string): Promise<string> {
+  let cache = workloadSecrets.get(engine);
+  if (cache === undefined) workloadSecrets.set(engine, (cache = new Map()));
+  let secret = cache.get(id);
+  if (secret === undefined) cache.set(id, (secret = toHex(await engine.workloadSecret(id))));
+  return secret;
+}
