@@ -1,5 +1,6 @@
 // The Node adapter's configuration: flags, with environment variables as fallbacks, checked once at start.
 import { parseArgs } from "node:util";
+import { parseAllowedHosts } from "../../src/api/hosts.js";
 import { parseDuration } from "../../src/client/retry.js";
 
 /**
@@ -13,6 +14,8 @@ export interface KubernetesStoreConfig {
   tokenFile?: string;
   caFile?: string;
   mode: "crd" | "configmap";
+  /** `insecure-http=true`: an http:// server is accepted even with a token (tests on loopback only). */
+  insecureHttp?: true;
 }
 
 /** Where the Coordinator keeps its state. */
@@ -28,6 +31,10 @@ export interface Config {
   tls: { certFile: string; keyFile: string } | null;
   /** How long the shares of an unfinished threshold recovery are kept, in milliseconds. */
   recoveryTimeoutMs: number;
+  /** How often the ready state is re-verified against the store, in milliseconds. */
+  auditIntervalMs: number;
+  /** The Host names answered (`--allowed-hosts`); null: every Host. */
+  allowedHosts: string[] | null;
 }
 
 /** A configuration mistake; the adapter prints its message on one line and exits non-zero. */
@@ -45,19 +52,25 @@ Options (environment variable in brackets):
                             where state lives, default fs:./data            [CONTRAST_STORE]
                             kubernetes: in-cluster (ServiceAccount token, CA, namespace);
                             kubernetes:server=URL,namespace=NS,token-file=F,ca-file=F,mode=crd|configmap
-                            sets any of them explicitly
+                            sets any of them explicitly; an http:// server with a token is
+                            refused unless insecure-http=true is added (tests only)
   --name NAME               Coordinator name (a DNS label), default coordinator [CONTRAST_NAME]
   --attestation MODE        none (default) or insecure-simulated            [CONTRAST_ATTESTATION]
   --recovery-timeout DUR    how long shares of an unfinished recovery are kept, default 10m [CONTRAST_RECOVERY_TIMEOUT]
+  --audit-interval DUR      how often the stored state is re-verified, default 60s [CONTRAST_AUDIT_INTERVAL]
   --tls-cert FILE           serve HTTPS with this PEM certificate chain     [CONTRAST_TLS_CERT]
   --tls-key FILE            and this PEM private key                        [CONTRAST_TLS_KEY]
+  --allowed-hosts H1,H2     answer only requests for these host names (name, name:port, IP,
+                            [ipv6]:port); others get 421 HOST_NOT_ALLOWED, probes excepted;
+                            default: any host                               [CONTRAST_ALLOWED_HOSTS]
+  --version                 print the version and exit
   --help                    print this help
 `;
 
 const namePattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Parses flags and environment; throws ConfigError with a one-line message on any mistake. */
-export function parseConfig(argv: string[], env: Record<string, string | undefined>): Config | "help" {
+export function parseConfig(argv: string[], env: Record<string, string | undefined>): Config | "help" | "version" {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -71,15 +84,19 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         name: { type: "string" },
         attestation: { type: "string" },
         "recovery-timeout": { type: "string" },
+        "audit-interval": { type: "string" },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
+        "allowed-hosts": { type: "string" },
         help: { type: "boolean" },
+        version: { type: "boolean" },
       },
     }));
   } catch (err) {
     throw new ConfigError(`${(err as Error).message.split("\n")[0]} (see --help)`);
   }
   if (values.help === true) return "help";
+  if (values.version === true) return "version";
   const pick = (flag: string, variable: string, fallback: string): string => {
     const v = values[flag];
     return typeof v === "string" ? v : (env[variable] ?? fallback);
@@ -112,15 +129,33 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   const keyFile = pick("tls-key", "CONTRAST_TLS_KEY", "");
   if ((certFile === "") !== (keyFile === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
 
-  const timeoutText = pick("recovery-timeout", "CONTRAST_RECOVERY_TIMEOUT", "10m");
-  let recoveryTimeoutMs: number;
-  try {
-    recoveryTimeoutMs = parseDuration(timeoutText);
-  } catch {
-    recoveryTimeoutMs = 0;
-  }
-  if (recoveryTimeoutMs < 1000 || recoveryTimeoutMs > 24 * 3600 * 1000) {
-    throw new ConfigError(`--recovery-timeout must be a duration from 1s to 24h (e.g. 10m), not ${JSON.stringify(timeoutText)}`);
+  /** A duration flag from 1s to 24h. */
+  const duration = (flag: string, envName: string, fallback: string): number => {
+    const text = pick(flag, envName, fallback);
+    let ms: number;
+    try {
+      ms = parseDuration(text);
+    } catch {
+      ms = 0;
+    }
+    if (ms < 1000 || ms > 24 * 3600 * 1000) {
+      throw new ConfigError(`--${flag} must be a duration from 1s to 24h (e.g. ${fallback}), not ${JSON.stringify(text)}`);
+    }
+    return ms;
+  };
+  const recoveryTimeoutMs = duration("recovery-timeout", "CONTRAST_RECOVERY_TIMEOUT", "10m");
+  const auditIntervalMs = duration("audit-interval", "CONTRAST_AUDIT_INTERVAL", "60s");
+
+  // Unset: every Host is answered. Set but empty is a mistake (fail closed), not "unset".
+  const allowedFlag = values["allowed-hosts"];
+  const allowedText = typeof allowedFlag === "string" ? allowedFlag : env.CONTRAST_ALLOWED_HOSTS;
+  let allowedHosts: string[] | null = null;
+  if (allowedText !== undefined) {
+    try {
+      allowedHosts = parseAllowedHosts(allowedText);
+    } catch (err) {
+      throw new ConfigError(`--allowed-hosts ${(err as Error).message}`);
+    }
   }
 
   return {
@@ -131,6 +166,8 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     attestation,
     tls: certFile === "" ? null : { certFile, keyFile },
     recoveryTimeoutMs,
+    auditIntervalMs,
+    allowedHosts,
   };
 }
 
@@ -140,9 +177,10 @@ const kubernetesOptions = new Map([
   ["token-file", "tokenFile"],
   ["ca-file", "caFile"],
   ["mode", "mode"],
+  ["insecure-http", "insecureHttp"],
 ] as const);
 
-/** Parses `kubernetes` or `kubernetes:key=value,…` (keys: server, namespace, token-file, ca-file, mode). */
+/** Parses `kubernetes` or `kubernetes:key=value,…` (keys: server, namespace, token-file, ca-file, mode, insecure-http). */
 function parseKubernetesStore(text: string): KubernetesStoreConfig {
   const out: KubernetesStoreConfig = { kind: "kubernetes", mode: "crd" };
   const rest = text.slice("kubernetes".length + 1);
@@ -154,7 +192,7 @@ function parseKubernetesStore(text: string): KubernetesStoreConfig {
     const value = eq < 0 ? "" : part.slice(eq + 1);
     const field = kubernetesOptions.get(key as never);
     if (field === undefined) {
-      throw new ConfigError(`--store kubernetes: unknown option ${JSON.stringify(key)} (server, namespace, token-file, ca-file, mode)`);
+      throw new ConfigError(`--store kubernetes: unknown option ${JSON.stringify(key)} (server, namespace, token-file, ca-file, mode, insecure-http)`);
     }
     if (value === "") throw new ConfigError(`--store kubernetes: ${key} needs a value (${key}=…)`);
     if (seen.has(key)) throw new ConfigError(`--store kubernetes: ${key} is given twice`);
@@ -162,6 +200,9 @@ function parseKubernetesStore(text: string): KubernetesStoreConfig {
     if (field === "mode") {
       if (value !== "crd" && value !== "configmap") throw new ConfigError(`--store kubernetes: mode must be crd or configmap, not ${JSON.stringify(value)}`);
       out.mode = value;
+    } else if (field === "insecureHttp") {
+      if (value !== "true" && value !== "false") throw new ConfigError(`--store kubernetes: insecure-http must be true or false, not ${JSON.stringify(value)}`);
+      if (value === "true") out.insecureHttp = true;
     } else if (field === "server") {
       let url: URL;
       try {
@@ -172,6 +213,7 @@ function parseKubernetesStore(text: string): KubernetesStoreConfig {
       if ((url.protocol !== "https:" && url.protocol !== "http:") || (url.pathname !== "/" && url.pathname !== "") || url.search !== "") {
         throw new ConfigError(`--store kubernetes: server must be an https:// URL without a path, not ${JSON.stringify(value)}`);
       }
+      // http:// is accepted here; resolveKubernetesSettings refuses it when a token would be sent (unless insecure-http=true).
       out.server = `${url.protocol}//${url.host}`;
     } else if (field === "namespace") {
       if (!namePattern.test(value)) throw new ConfigError(`--store kubernetes: namespace must be a DNS label, not ${JSON.stringify(value)}`);
@@ -180,5 +222,17 @@ function parseKubernetesStore(text: string): KubernetesStoreConfig {
       out[field] = value;
     }
   }
+  refusePlainHttpToken(out.server, out.tokenFile !== undefined, out.insecureHttp === true);
   return out;
+}
+
+/**
+ * Refuses to send a bearer token over plain http: a ConfigError when `server` is an http:// URL and
+ * a token is configured, unless `insecure-http=true` was given (tests against a loopback API server).
+ */
+export function refusePlainHttpToken(server: string | undefined, hasToken: boolean, insecureHttp: boolean): void {
+  if (server === undefined || !server.startsWith("http:") || !hasToken || insecureHttp) return;
+  throw new ConfigError(
+    `--store kubernetes: refusing to send the token to ${server} over plain http (use https://, or add insecure-http=true for a test server on loopback)`,
+  );
 }

@@ -31,7 +31,8 @@
  * while), an empty `@v/` directory (reads fall back to `<name>`) or a `<name>` next to a non-empty
  * `@v/` (ignored), never anything that blocks. An unconditional write that races the first
  * conditional write of the same key notices the new `@v/` afterwards and re-applies itself there.
- * Readers that lose a race with pruning (the version they listed is gone) simply retry. Stale temp
+ * Readers that lose a race (the version they listed is gone) simply retry; every retry loop is
+ * bounded, and any failing system call is UNAVAILABLE at once (never retried). Stale temp
  * files (older than 10 minutes) are deleted when their `<kind>/` is listed or their `@v/` written.
  *
  * Tampering (for tests): `fsPathOf(base, key)` names the file holding the current bytes; editing it
@@ -57,7 +58,15 @@ const VERSIONS_SUFFIX = "@v";
 const TEMP_PREFIX = ".tmp-";
 /** Temp files older than this are left over from a crash and may be deleted. */
 const STALE_TEMP_MS = 10 * 60 * 1000;
-const MAX_ATTEMPTS = 10_000;
+/**
+ * Retry loops (a reader that lost a race with a writer, a writer that lost the next sequence number to
+ * another) give up with UNAVAILABLE after this many rounds or this long, whichever comes first. Each
+ * round that is retried means another writer made progress, so these are never reached in normal use.
+ * No failing system call is retried: any errno other than the EEXIST or ENOENT of a lost race is
+ * UNAVAILABLE at once.
+ */
+const MAX_ATTEMPTS = 1_000;
+const MAX_RETRY_MS = 30_000;
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 
@@ -114,6 +123,17 @@ function unavailable(what: string, err: unknown): StoreError {
   });
 }
 
+/** A bound on one retry loop: call it before each round; it throws UNAVAILABLE once the bound is reached. */
+function retryBound(what: () => string): () => void {
+  const started = Date.now();
+  let rounds = 0;
+  return () => {
+    if (++rounds > MAX_ATTEMPTS || Date.now() - started > MAX_RETRY_MS) {
+      throw new StoreError("UNAVAILABLE", `fs driver: ${what()} (gave up after ${rounds - 1} attempts)`);
+    }
+  };
+}
+
 async function guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
@@ -136,13 +156,39 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Creates `dir` (and parents) and makes the new entries durable. */
+/** Creates the directory `dir` (parent must exist): true if created, false if it already was a directory. */
+async function mkdirOnce(dir: string): Promise<boolean> {
+  try {
+    await fsp.mkdir(dir, { mode: DIR_MODE });
+    return true;
+  } catch (err) {
+    if (errno(err) !== "EEXIST") throw err;
+    // Something is there (perhaps made by a concurrent writer): it must be a directory, or reach one.
+    if (!(await fsp.stat(dir)).isDirectory()) {
+      throw Object.assign(new Error(`ENOTDIR: ${dir} exists and is not a directory`), { code: "ENOTDIR" });
+    }
+    return false;
+  }
+}
+
+/**
+ * Creates `dir` (and parents) and makes the new entries durable. Not `mkdir({ recursive: true })`:
+ * Node's loops forever, burning a core, where mkdir(2) answers ENOENT although the parent exists
+ * (under /proc, through a dangling symlink). Here each level is tried at most twice (before and
+ * after its parent), so such a path fails at once with ENOENT, and any other errno propagates.
+ */
 async function ensureDir(dir: string): Promise<void> {
-  const created = await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
-  if (created === undefined) return;
-  // fsync the parent of every directory that was just created, deepest first.
-  const stop = dirname(created);
-  for (let d = dir; d !== stop && dirname(d) !== d; d = dirname(d)) await fsyncDir(dirname(d));
+  let created: boolean;
+  try {
+    created = await mkdirOnce(dir);
+  } catch (err) {
+    const parent = dirname(dir);
+    if (errno(err) !== "ENOENT" || parent === dir) throw err;
+    await ensureDir(parent);
+    // The parent exists now: a second ENOENT is final.
+    created = await mkdirOnce(dir);
+  }
+  if (created) await fsyncDir(dirname(dir));
 }
 
 async function unlinkQuiet(path: string): Promise<void> {
@@ -200,7 +246,9 @@ async function loadFile(path: string, read: boolean): Promise<Uint8Array | null 
 
 /** The current value of a key (bytes only if `read`), consistent with concurrent writers in any process. */
 async function readCurrent(p: Paths, read: boolean): Promise<Current> {
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+  const again = retryBound(() => `${p.plain} kept changing while being read`);
+  for (;;) {
+    again();
     const seqs = await listVersions(p.versions);
     const seq = seqs?.at(-1);
     if (seq !== undefined) {
@@ -211,12 +259,11 @@ async function readCurrent(p: Paths, read: boolean): Promise<Current> {
     }
     const got = await loadFile(p.plain, read);
     // The plain file only counts while no version exists; if one appeared meanwhile, look again.
-    const again = await listVersions(p.versions);
-    if (again !== null && again.length > 0) continue;
+    const later = await listVersions(p.versions);
+    if (later !== null && later.length > 0) continue;
     if (got === GONE || got === null) return { seq: null, path: null, bytes: null };
     return { seq: null, path: p.plain, bytes: got };
   }
-  throw new StoreError("UNAVAILABLE", `fs driver: ${p.plain} kept changing while being read`);
 }
 
 /** Deletes temp files left over from crashes (never a version: see the layout notes). */
@@ -280,9 +327,10 @@ async function appendVersion(p: Paths, bytes: Uint8Array | null): Promise<void> 
   await ensureDir(p.versions);
   const temp = bytes === null ? null : await writeTemp(p.versions, bytes);
   let seq: number | undefined;
+  const again = retryBound(() => `too much contention on ${p.versions}`);
   try {
-    for (let attempt = 0; seq === undefined; attempt++) {
-      if (attempt >= MAX_ATTEMPTS) throw new StoreError("UNAVAILABLE", `fs driver: too much contention on ${p.versions}`);
+    while (seq === undefined) {
+      again();
       const next = ((await listVersions(p.versions))?.at(-1) ?? 0) + 1;
       if (await createVersion(p, next, temp)) seq = next;
     }
@@ -321,9 +369,10 @@ async function writeUnconditional(p: Paths, bytes: Uint8Array): Promise<void> {
 async function writeConditional(p: Paths, key: string, bytes: Uint8Array, ifMatch: string | null): Promise<void> {
   let temp: string | null = null;
   let won = 0;
+  const again = retryBound(() => `too much contention on ${key}`);
   try {
-    for (let attempt = 0; won === 0; attempt++) {
-      if (attempt >= MAX_ATTEMPTS) throw new StoreError("UNAVAILABLE", `fs driver: too much contention on ${key}`);
+    while (won === 0) {
+      again();
       const current = await readCurrent(p, true);
       const matches =
         ifMatch === null

@@ -4,7 +4,7 @@ import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { IncomingMessage } from "node:http";
 import { kubernetesDriver, type FetchFunction, type KubernetesDriver, type TokenSource } from "../../src/storage/kubernetes.js";
-import { ConfigError } from "./config.js";
+import { ConfigError, refusePlainHttpToken } from "./config.js";
 import type { KubernetesStoreConfig } from "./config.js";
 
 /** Where a Pod finds its ServiceAccount's token, CA certificate and namespace. */
@@ -20,6 +20,8 @@ export interface KubernetesSettings {
   tokenFile: string | null;
   caFile: string | null;
   mode: "crd" | "configmap";
+  /** Present (true) only with `insecure-http=true`: the token may go to an http:// server. */
+  insecureHttp?: true;
 }
 
 /**
@@ -51,6 +53,7 @@ export function resolveKubernetesSettings(
   const inCluster = cfg.server === undefined;
   const tokenFile = cfg.tokenFile ?? (inCluster ? `${saDir}/token` : null);
   const caFile = cfg.caFile ?? (inCluster ? `${saDir}/ca.crt` : null);
+  refusePlainHttpToken(server, tokenFile !== null, cfg.insecureHttp === true);
   for (const [what, file] of [
     ["token", tokenFile],
     ["CA certificate", caFile],
@@ -62,7 +65,7 @@ export function resolveKubernetesSettings(
       throw new ConfigError(`--store kubernetes: cannot read the ${what} file ${file} (${(err as NodeJS.ErrnoException).code ?? "error"})`);
     }
   }
-  return { server, namespace, tokenFile, caFile, mode: cfg.mode };
+  return { server, namespace, tokenFile, caFile, mode: cfg.mode, ...(cfg.insecureHttp === true ? { insecureHttp: true as const } : {}) };
 }
 
 /**
@@ -126,6 +129,7 @@ export function caFetch(caPem: string | Buffer | null): FetchFunction {
 
 /** The driver for resolved settings. */
 export function kubernetesStore(settings: KubernetesSettings, coordinator: string): KubernetesDriver {
+  refusePlainHttpToken(settings.server, settings.tokenFile !== null, settings.insecureHttp === true);
   const ca = settings.caFile === null ? null : readFileSync(settings.caFile);
   const token: TokenSource = settings.tokenFile === null ? () => null : fileTokenSource(settings.tokenFile);
   return kubernetesDriver({
@@ -136,6 +140,11 @@ export function kubernetesStore(settings: KubernetesSettings, coordinator: strin
     coordinator,
     mode: settings.mode,
   });
+}
+
+/** Whether the API server is reached over plain http (the adapter logs a warning at start). */
+export function plainHttp(settings: KubernetesSettings): boolean {
+  return settings.server.startsWith("http:");
 }
 
 /** How the store is named in the `listening` log line. */

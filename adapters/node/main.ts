@@ -11,11 +11,13 @@ import type { AttestationValidator } from "../../src/attestation/validator.js";
 import { Coordinator } from "../../src/coordinator/coordinator.js";
 import { memoryDriver } from "../../src/storage/memory.js";
 import { createStore } from "../../src/storage/store.js";
+import packageJson from "../../package.json" with { type: "json" };
 import { ConfigError, parseConfig, usage } from "./config.js";
 import type { Config } from "./config.js";
 import { fsDriver } from "./fs-driver.js";
-import { describeKubernetes, kubernetesStore, resolveKubernetesSettings } from "./kubernetes.js";
+import { describeKubernetes, kubernetesStore, plainHttp, resolveKubernetesSettings } from "./kubernetes.js";
 import type { KubernetesSettings } from "./kubernetes.js";
+import { probeAtStart } from "./probe.js";
 
 const startedAt = performance.now();
 
@@ -29,6 +31,26 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+/** An error's message on one line. */
+function oneLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, " ");
+}
+
+/** Why the server could not listen, in words that say what to do (a configuration error: status 2). */
+function listenProblem(err: NodeJS.ErrnoException, host: string, port: number): string {
+  const where = `${host}:${port}`;
+  switch (err.code) {
+    case "EADDRINUSE":
+      return `cannot listen on ${where}: another process already holds port ${port} (EADDRINUSE; an earlier Coordinator still running?); stop it or choose another --port`;
+    case "EACCES":
+      return `cannot listen on ${where}: not allowed to bind port ${port} (EACCES; ports below 1024 need privileges); choose another --port`;
+    case "EADDRNOTAVAIL":
+      return `cannot listen on ${where}: ${host} is not an address of this machine (EADDRNOTAVAIL); check --host`;
+    default:
+      return `cannot listen on ${where}: ${err.code ?? oneLine(err)}`;
+  }
+}
+
 function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
   if (config.tls === null) return null;
   try {
@@ -39,13 +61,18 @@ function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
 }
 
 async function main(): Promise<void> {
-  let config: Config | "help";
+  let config: Config | "help" | "version";
   let tls: ReturnType<typeof readTls>;
   let kube: KubernetesSettings | null = null;
   try {
     config = parseConfig(process.argv.slice(2), process.env);
     if (config === "help") {
       process.stdout.write(usage);
+      return;
+    }
+    if (config === "version") {
+      // Inlined by the bundler: dist/coordinator.mjs needs no package.json beside it.
+      process.stdout.write(`contrast-coordinator ${packageJson.version}\n`);
       return;
     }
     tls = readTls(config);
@@ -55,12 +82,8 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const driver =
-    kube !== null
-      ? kubernetesStore(kube, config.name)
-      : config.store.kind === "fs"
-        ? fsDriver({ base: resolve(config.store.dir) })
-        : memoryDriver();
+  const kubeDriver = kube !== null ? kubernetesStore(kube, config.name) : null;
+  const driver = kubeDriver ?? (config.store.kind === "fs" ? fsDriver({ base: resolve(config.store.dir) }) : memoryDriver());
   const storeText =
     kube !== null ? describeKubernetes(kube) : config.store.kind === "fs" ? `fs:${resolve(config.store.dir)}` : "memory";
   const store = createStore(driver);
@@ -72,13 +95,38 @@ async function main(): Promise<void> {
     });
   }
 
+  if (kube !== null && plainHttp(kube)) {
+    log("warn", "INSECURE: the Kubernetes API server is reached over plain http; the token (if any) and every store object travel unencrypted. Only for a test server on loopback.", {
+      server: kube.server,
+      token: kube.tokenFile !== null,
+    });
+  }
+
+  // A store that cannot work (unwritable, not a directory, no RBAC, no CRDs) is a configuration error.
+  try {
+    await probeAtStart(kubeDriver !== null ? { kubernetes: kubeDriver } : { store }, config.name);
+  } catch (err) {
+    fail(`error: the store ${storeText} cannot be used: ${oneLine(err)}`, 2);
+  }
+
   let coordinator: Coordinator;
   try {
-    coordinator = await Coordinator.start({ store, name: config.name, validators, recoveryTimeoutMs: config.recoveryTimeoutMs });
+    coordinator = await Coordinator.start({ store, name: config.name, validators, recoveryTimeoutMs: config.recoveryTimeoutMs, auditAfterWrites: true });
   } catch (err) {
     fail(`error: cannot read the store (${storeText}): ${(err as Error).message}`, 1);
   }
-  const app = createApp({ coordinator, log });
+  // Re-verify the stored state in the background; one audit at a time, never overlapping.
+  let auditing = false;
+  const audits = setInterval(() => {
+    if (auditing) return;
+    auditing = true;
+    coordinator
+      .audit()
+      .catch((err: unknown) => log("error", "re-verification failed", { error: String(err) }))
+      .finally(() => (auditing = false));
+  }, config.auditIntervalMs);
+  audits.unref();
+  const app = createApp({ coordinator, log, ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }) });
 
   const server = serve(
     {
@@ -93,6 +141,7 @@ async function main(): Promise<void> {
         port: info.port,
         tls: tls !== null,
         store: storeText,
+        ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }),
         name: config.name,
         state: coordinator.currentState,
         // From the entry's own code (modules loaded), and from the process's start (Node boot included).
@@ -101,7 +150,9 @@ async function main(): Promise<void> {
       });
     },
   );
-  server.on("error", (err: NodeJS.ErrnoException) => fail(`error: cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, 1));
+  // A slow sender must not hold the one large-body slot for Node's default 5 minutes.
+  (server as { requestTimeout: number }).requestTimeout = 120_000;
+  server.on("error", (err: NodeJS.ErrnoException) => fail(`error: ${listenProblem(err, config.host, config.port)}`, 2));
 
   let stopping = false;
   const shutdown = (signal: string) => {

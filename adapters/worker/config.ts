@@ -1,4 +1,5 @@
-// The Worker's configuration from its vars and bindings (Coordinator name, attestation mode), checked with the Node adapter's rules.
+// The Worker's configuration from its vars and bindings (Coordinator name, attestation mode, allowed hosts), checked with the Node adapter's rules.
+import { parseAllowedHosts } from "../../src/api/hosts.js";
 import type { DurableObjectNamespace } from "./types.js";
 
 /** The vars and bindings the Worker reads (wrangler.toml names them). */
@@ -9,12 +10,16 @@ export interface WorkerEnv {
   COORDINATOR_NAME?: unknown;
   /** `none` (default) or `insecure-simulated`. */
   ATTESTATION?: unknown;
+  /** Host names answered, comma-separated (like `--allowed-hosts`); unset: every Host. */
+  ALLOWED_HOSTS?: unknown;
 }
 
 /** The checked configuration. */
 export interface WorkerConfig {
   name: string;
   attestation: "none" | "insecure-simulated";
+  /** The Host names answered; null: every Host. */
+  allowedHosts: string[] | null;
 }
 
 /** A configuration mistake: every request answers 500 `CONFIG_INVALID` with this one-line message. */
@@ -45,7 +50,20 @@ export function parseWorkerConfig(env: WorkerEnv): WorkerConfig {
   if (attestation !== "none" && attestation !== "insecure-simulated") {
     throw new ConfigError(`ATTESTATION must be none or insecure-simulated, not ${JSON.stringify(attestation)}`);
   }
-  return { name, attestation };
+  let allowedHosts: string[] | null = null;
+  if (env.ALLOWED_HOSTS !== undefined && env.ALLOWED_HOSTS !== null) {
+    // A string var (`"a,b"`) or a JSON array var (`["a", "b"]`) in wrangler.toml.
+    const raw = env.ALLOWED_HOSTS;
+    if (typeof raw !== "string" && !(Array.isArray(raw) && raw.every((e) => typeof e === "string"))) {
+      throw new ConfigError("ALLOWED_HOSTS must be a comma-separated string or an array of strings");
+    }
+    try {
+      allowedHosts = parseAllowedHosts(typeof raw === "string" ? raw : (raw as string[]).join(","));
+    } catch (err) {
+      throw new ConfigError(`ALLOWED_HOSTS ${(err as Error).message}`);
+    }
+  }
+  return { name, attestation, allowedHosts };
 }
 
 /** The Durable Object namespace binding, or a ConfigError naming what is missing. */

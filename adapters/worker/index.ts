@@ -48,6 +48,8 @@ export class CoordinatorObject {
   private readonly state: DurableObjectState;
   private readonly env: WorkerEnv;
   private app: Promise<Hono> | null = null;
+  private coordinator: Coordinator | null = null;
+  private lastAudit = performance.now();
 
   constructor(state: DurableObjectState, env: WorkerEnv) {
     this.state = state;
@@ -62,7 +64,8 @@ export class CoordinatorObject {
       if (config.attestation === "insecure-simulated") validators.set(simulatedValidator.type, simulatedValidator);
       this.app = (async () => {
         const store = createStore(durableObjectDriver(this.state.storage));
-        const coordinator = await Coordinator.start({ store, name: config.name, validators });
+        const coordinator = await Coordinator.start({ store, name: config.name, validators, auditAfterWrites: true });
+        this.coordinator = coordinator;
         if (config.attestation === "insecure-simulated") {
           log("warn", "INSECURE: the simulated attestation validator is on; any caller can claim any policy. Never use it in production.", {
             attestation: config.attestation,
@@ -75,7 +78,7 @@ export class CoordinatorObject {
           state: coordinator.currentState,
           startupMs: Math.round(performance.now() - started),
         });
-        return createApp({ coordinator, log });
+        return createApp({ coordinator, log, ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }) });
       })();
       this.app.catch(() => {
         this.app = null;
@@ -101,9 +104,25 @@ export class CoordinatorObject {
       log("error", "cannot read the store", { error: message });
       return errorAnswer(503, "STORE_UNAVAILABLE", `cannot read the store: ${message}`);
     }
+    this.auditNow();
     return app.fetch(request);
   }
+
+  /**
+   * Re-verifies the stored state at most once per interval, when requests come: an object has no
+   * timers of its own while idle, and its storage changes only through the object itself.
+   */
+  private auditNow(): void {
+    const now = performance.now();
+    if (this.coordinator === null || now - this.lastAudit < auditIntervalMs) return;
+    this.lastAudit = now;
+    const audit = this.coordinator.audit().catch((err: unknown) => log("error", "re-verification failed", { error: String(err) }));
+    this.state.waitUntil?.(audit);
+  }
 }
+
+/** How often, at most, a Coordinator object re-verifies its stored state. */
+const auditIntervalMs = 60_000;
 
 /** The Worker: checks the configuration, then hands the request to the Coordinator's Durable Object. */
 export default {

@@ -29,6 +29,8 @@ export interface DurableObjectId {
 export interface DurableObjectState {
   readonly id: DurableObjectId;
   readonly storage: DurableObjectStorage;
+  /** Keeps the object alive until the promise settles (background work after a response). */
+  waitUntil?(promise: Promise<unknown>): void;
 }
 
 /** A handle to one Durable Object instance. */

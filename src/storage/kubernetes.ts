@@ -39,6 +39,7 @@ export const dedicatedKinds: Readonly<Record<string, ResourceKind>> = {
   transitions: { kind: "Transition", plural: "transitions" },
   certificates: { kind: "Certificate", plural: "certificates" },
   keys: { kind: "SealedKey", plural: "sealedkeys" },
+  seedshares: { kind: "SeedShareDocument", plural: "seedsharedocuments" },
   heads: { kind: "CoordinatorHead", plural: "coordinatorheads" },
 };
 

@@ -72,6 +72,7 @@ describe.skipIf(skip)(`kubernetes store against a real kube-apiserver${skip ? ` 
         ["transitions", "transitions"],
         ["certificates", "certificates"],
         ["keys", "sealedkeys"],
+        ["seedshares", "seedsharedocuments"],
       ] as const) {
         await store.put(`${kind}:${name}`, Uint8Array.of(1, 2, 3));
         const res = await server.api("GET", `/apis/contrast.edgeless.systems/v1/namespaces/${driver.namespace}/${plural}/${name}`);

@@ -8,6 +8,7 @@ import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { expectCrossVerified } from "../certificates.js";
 import type { IssuedCertificate } from "../certificates.js";
 import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import type { CoordinatorRef } from "../helpers.js";
 import { ensureBundle, killAll, startCoordinator } from "../e2e/process.js";
 import type { CoordinatorProcess } from "../e2e/process.js";
 import { applyDeploy, killApiServers, provision, startApiServer, type ApiServer } from "./apiserver.js";
@@ -88,6 +89,7 @@ describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (sk
     let proc: CoordinatorProcess;
     let seedShares: SeedShareDocument;
     let firstTransition: string;
+    let firstRef: CoordinatorRef;
     let historyBefore: string;
     let certBefore: Json;
     const base = () => proc.url;
@@ -104,6 +106,7 @@ describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (sk
       expect(set.status, set.text).toBe(200);
       seedShares = set.body.seedShares as SeedShareDocument;
       firstTransition = set.body.transition as string;
+      firstRef = { name: "coordinator", rootCA: set.body.rootCA as string };
       const key = await workloadKey();
       const cert = await call(base(), "POST", "/v1/mesh/certificate", { publicKey: key.spki, evidence: { type: "insecure-simulated", policyHash: polA.hash } });
       expect(cert.status, cert.text).toBe(200);
@@ -127,6 +130,7 @@ describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (sk
         ["manifests", 1],
         ["transitions", 1],
         ["sealedkeys", 1],
+        ["seedsharedocuments", 1],
       ] as const) {
         const list = await server.api("GET", `/apis/contrast.edgeless.systems/v1/namespaces/${namespace}/${plural}`);
         expect((list.body.items as unknown[]).length, plural).toBe(count);
@@ -181,7 +185,7 @@ describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (sk
       );
       expect((await server.api("PUT", rolePath, role)).status).toBe(200);
       try {
-        const body = await updateBody(manifest2, [polA.bytes, polB.bytes], firstTransition, owner);
+        const body = await updateBody(manifest2, [polA.bytes, polB.bytes], firstTransition, owner, firstRef);
         const denied = await call(base(), "POST", "/v1/manifest", body);
         expect(denied.status, denied.text).toBe(503);
         expect(errorOf(denied.body)?.code).toBe("STORE_UNAVAILABLE");
@@ -191,7 +195,7 @@ describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (sk
         const now = (await server.api("GET", rolePath)).body as { metadata: Json };
         expect((await server.api("PUT", rolePath, { ...original, metadata: now.metadata })).status).toBe(200);
       }
-      const body = await updateBody(manifest2, [polA.bytes, polB.bytes], firstTransition, owner);
+      const body = await updateBody(manifest2, [polA.bytes, polB.bytes], firstTransition, owner, firstRef);
       const ok = await call(base(), "POST", "/v1/manifest", body);
       expect(ok.status, ok.text).toBe(200);
       expect(ok.body.generation).toBe(2);
@@ -206,6 +210,7 @@ describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (sk
       expect(set.status, set.text).toBe(200);
       const seedShares = set.body.seedShares as SeedShareDocument;
       const first = set.body.transition as string;
+      const ref = { name: "coordinator", rootCA: set.body.rootCA as string };
 
       const b = await startCoordinator({ store: storeArg(raceNamespace) });
       expect((await call(b.url, "GET", "/v1/status")).body.state).toBe("recovery-required");
@@ -213,8 +218,8 @@ describe.skipIf(skip)(`recovery end to end on the kubernetes store${skip ? ` (sk
       expect(rec.status, rec.text).toBe(200);
 
       const [ua, ub] = await Promise.all([
-        updateBody(manifest2, [polA.bytes, polB.bytes], first, owner).then((body) => call(a.url, "POST", "/v1/manifest", body)),
-        updateBody(manifest3, [polA.bytes, polB.bytes], first, owner).then((body) => call(b.url, "POST", "/v1/manifest", body)),
+        updateBody(manifest2, [polA.bytes, polB.bytes], first, owner, ref).then((body) => call(a.url, "POST", "/v1/manifest", body)),
+        updateBody(manifest3, [polA.bytes, polB.bytes], first, owner, ref).then((body) => call(b.url, "POST", "/v1/manifest", body)),
       ]);
       const results = [
         { proc: a, res: ua },

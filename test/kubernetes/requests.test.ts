@@ -73,7 +73,7 @@ describe.skipIf(skip)(`API requests per operation on the kubernetes store${skip 
     const set = await measure("first set", async () => app1.request("/v1/manifest", post(firstSetBody(manifest, [polA.bytes, polB.bytes]))));
     expect(set.status).toBe(200);
     const doc = ((await set.clone().json()) as { seedShares: SeedShareDocument }).seedShares;
-    const transition = ((await set.clone().json()) as { transition: string }).transition;
+    const { transition, rootCA } = (await set.clone().json()) as { transition: string; rootCA: string };
     const manifest2 = manifestBytes({
       policies: [
         { hash: polA.hash, name: "a2" },
@@ -82,7 +82,7 @@ describe.skipIf(skip)(`API requests per operation on the kubernetes store${skip 
       workloadOwners: [owner.digest],
       seedShareOwners: [share.publicHex],
     });
-    const update = await updateBody(manifest2, [polA.bytes, polB.bytes], transition, owner);
+    const update = await updateBody(manifest2, [polA.bytes, polB.bytes], transition, owner, { name: "coordinator", rootCA });
     const updated = await measure("signed update (same owners)", async () => app1.request("/v1/manifest", post(update)));
     expect(updated.status).toBe(200);
     const history1 = await measure("GET /v1/manifests", async () => (await app1.request("/v1/manifests")).text());

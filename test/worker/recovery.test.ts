@@ -9,6 +9,7 @@ import { fromBase64, toHex } from "../../src/encoding.js";
 import { expectCrossVerified, pemBlocks } from "../certificates.js";
 import type { IssuedCertificate } from "../certificates.js";
 import { firstSetBody, manifestBytes, policy, post, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import type { CoordinatorRef } from "../helpers.js";
 import { ensureWorkerBundle, startWorker, startWorkers } from "./workerd.js";
 import type { Workerd } from "./workerd.js";
 
@@ -82,6 +83,7 @@ describe("recovery inside workerd (Durable Object storage persisted across runti
 
   let seedShares: SeedShareDocument;
   let firstTransition: string;
+  let firstRef: CoordinatorRef;
   let winnerManifest: Uint8Array;
   let historyBefore: string;
   let certBefore: Json;
@@ -143,6 +145,7 @@ describe("recovery inside workerd (Durable Object storage persisted across runti
     seedShares = won.body.seedShares as SeedShareDocument;
     expect(seedShares.threshold).toBe(1);
     firstTransition = won.body.transition as string;
+    firstRef = { name: "edge", rootCA: won.body.rootCA as string };
     winnerManifest = candidates[winners[0]!]!;
   });
 
@@ -201,6 +204,7 @@ describe("recovery inside workerd (Durable Object storage persisted across runti
         [pol.bytes],
         firstTransition,
         owner,
+        firstRef,
       );
     const bodies = await Promise.all([update(polC, "backend-v2"), update(polD, "backend-v3")]);
     const results = await Promise.all(bodies.map((b) => send("/v1/manifest", b)));
