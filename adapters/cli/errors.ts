@@ -1,5 +1,5 @@
 // The CLI's one error type and the mapping from every failure (client, key, verification, file) to one line and an exit code.
-import { ClientError } from "../../src/client/client.js";
+import { ClientError, isPlainHttpAnswer } from "../../src/client/client.js";
 import { KeyError } from "../../src/client/keys.js";
 import { RetryTimeout, formatDuration } from "../../src/client/retry.js";
 import { RollbackError } from "../../src/client/rollback.js";
@@ -28,30 +28,71 @@ export function usageError(message: string, hint = "see contrast --help"): CliEr
   return new CliError("USAGE", message, hint, exitCodes.usage);
 }
 
-/** What to do about a Coordinator error code. */
+/** What to do about a Coordinator error code (never a restatement of the error: the message says what happened). */
 const serverHints: Record<string, string> = {
   UNREACHABLE: "check --coordinator (or CONTRAST_COORDINATOR) and that the Coordinator is running",
-  REQUEST_TIMEOUT: "check that the Coordinator is healthy, then try again",
-  BAD_RESPONSE: "check that --coordinator points at a Contrast Coordinator",
-  NOT_INITIALIZED: "no manifest has been set: run contrast set first",
-  RECOVERY_REQUIRED: "run contrast recover with a seed-share owner key",
-  STALE: "the store moved under this Coordinator: run contrast recover to reload its state",
+  REQUEST_TIMEOUT:
+    "something accepted the connection but did not answer: check the Coordinator's log and /healthz, and --coordinator; raise --timeout if it is only slow",
+  BAD_RESPONSE: "check that --coordinator is a Contrast Coordinator's base URL, e.g. http://127.0.0.1:1313",
+  NOT_FOUND: "check that --coordinator is the Coordinator's base URL (e.g. http://127.0.0.1:1313, without /v1) and that the Coordinator is as new as this CLI",
+  METHOD_NOT_ALLOWED: "the Coordinator and this CLI are of different versions: use matching ones",
+  INVALID_REQUEST: "the Coordinator and this CLI disagree about the API: use matching versions",
+  INVALID_JSON: "the Coordinator and this CLI disagree about the API: use matching versions",
+  UNSUPPORTED_MEDIA_TYPE: "the Coordinator and this CLI disagree about the API: use matching versions",
+  PAYLOAD_TOO_LARGE: "a manifest with its policies may be at most 32 MiB: make the policies smaller",
+  HOST_NOT_ALLOWED: "use a host name in --coordinator that the Coordinator's --allowed-hosts lists",
+  INTERNAL: "look at the Coordinator's log (JSON lines on its stdout) and report the error",
+  CONFIG_INVALID: "fix the Worker's configuration (its log names the setting; see docs/edge.md)",
+  BUSY: "try again in a few seconds",
+  NOT_INITIALIZED: "the workload owner runs contrast set first",
+  RECOVERY_REQUIRED: "each seed-share owner runs contrast recover (contrast status shows how many shares it has)",
+  STALE: "the store moved under this Coordinator: a seed-share owner runs contrast recover to reload its state",
   STALE_BASE: "someone else updated the manifest first and nothing was changed: run contrast verify to see the new history, then contrast set again",
   STATE_CORRUPT: "the Coordinator's store was changed or damaged; do not trust it: restore the store from a backup and recover",
-  STORE_UNAVAILABLE: "the Coordinator cannot reach its store; try again later",
+  STORE_UNAVAILABLE: "check the store (its disk, or the Kubernetes API) and the Coordinator's log, then try again",
   UNAUTHORIZED_UPDATE: "sign with a workload-owner key listed in the current manifest (workload-owner.pem)",
-  UPDATES_DISABLED: "the current manifest names no workload owner, so it can never be updated",
+  UPDATES_DISABLED:
+    "this manifest can never change: to run other workloads, set up a new Coordinator (a fresh store) with a manifest that names a workload owner",
   SEED_MISMATCH: "use the seed-shares.json and seed-share owner key of this Coordinator",
   SALT_MISMATCH: "use the newest seed-shares.json of this Coordinator",
   SHARE_INVALID: "the share is corrupted: restore seed-shares.json from your backup and run contrast seedshare check",
   SHARE_REPEATED: "this share was already submitted: the other seed-share owners must run contrast recover",
-  NOT_IN_RECOVERY: "the Coordinator needs no recovery",
+  NOT_IN_RECOVERY: "nothing to do: contrast status shows its state",
+  REKEY_NOT_APPROVED:
+    "changing the seed-share owners or the threshold needs t current owners' approvals: each runs contrast seedshare approve on a copy of the workspace and hands back the file for approvals/",
+  RESET_UNAUTHORIZED: "only a seed-share owner of this Coordinator can reset its recovery: pass your own key with --seedshare-owner-key",
+  NO_RECOVERY_ATTEMPT: "no share has been received in the current attempt, so there is nothing to reset",
   INVALID_MANIFEST: "fix manifest.json (or run contrast generate)",
-  POLICY_MISSING: "put every policy the manifest references into policies/",
-  ATTESTATION_UNSUPPORTED: "start the Coordinator with the attestation validator this evidence needs",
-  ATTESTATION_FAILED: "the evidence was refused",
-  POLICY_NOT_IN_MANIFEST: "this policy is not in the Coordinator's current manifest",
+  POLICY_MISSING: "put every policy the manifest references into policies/ (or run contrast generate)",
+  POLICY_NOT_REFERENCED: "send only the policies the manifest references (contrast set does)",
+  ATTESTATION_UNSUPPORTED:
+    "the Coordinator has no validator for this evidence: for --attestation insecure-simulated it must run with --attestation insecure-simulated (development only)",
+  ATTESTATION_FAILED: "the evidence must show the platform and policy the manifest's ReferenceValues and Policies describe",
+  POLICY_NOT_IN_MANIFEST:
+    "pass a policy file the current manifest lists (contrast verify writes them to verify/policies/), or add this one: put it in policies/, contrast generate, contrast set",
 };
+
+/** What to do when nothing answered, by the system's reason (the generic UNREACHABLE hint otherwise). */
+const unreachableHints: Record<string, string> = {
+  ECONNREFUSED: "nothing listens there: check the host and port in --coordinator (or CONTRAST_COORDINATOR) and that the Coordinator is running",
+  ENOTFOUND: "the host name does not resolve: check its spelling in --coordinator (or CONTRAST_COORDINATOR)",
+  UND_ERR_SOCKET: "the connection was closed without an answer: check --coordinator (https:// if the Coordinator serves TLS) and the Coordinator's log",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "its TLS certificate is not trusted: pass --ca FILE with the CA that issued it",
+  SELF_SIGNED_CERT_IN_CHAIN: "its TLS certificate is not trusted: pass --ca FILE with the CA that issued it",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "its TLS certificate is not trusted: pass --ca FILE with the CA that issued it",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "its TLS certificate is not trusted: pass --ca FILE with the CA that issued it",
+  CERT_HAS_EXPIRED: "its TLS certificate has expired: the Coordinator's operator must renew it",
+  ERR_TLS_CERT_ALTNAME_INVALID: "its TLS certificate is for another name: use the host name the certificate names in --coordinator",
+};
+
+/** The hint for a client error: by the system reason of an unreachable Coordinator, else by the code. */
+function clientHint(err: ClientError): string {
+  if (err.code === "UNREACHABLE") {
+    if (isPlainHttpAnswer(err.cause)) return "over http://, contrast recover also needs --insecure-http (the share then travels in clear)";
+    if (err.systemCode !== undefined && unreachableHints[err.systemCode] !== undefined) return unreachableHints[err.systemCode]!;
+  }
+  return serverHints[err.code] ?? "";
+}
 
 /** Hints for offline verification failures. */
 const verifyHints: Record<string, string> = {
@@ -78,9 +119,15 @@ export function toCliError(err: unknown): CliError {
   if (err instanceof ClientError) {
     const key = err.key === undefined ? "" : ` (store key ${err.key})`;
     const status = err.status === null ? "" : ` [${err.status} ${err.code}]`;
-    return new CliError(err.code, `${err.message}${key}${err.status === null ? "" : status}`, serverHints[err.code] ?? "");
+    return new CliError(err.code, `${err.message}${key}${err.status === null ? "" : status}`, clientHint(err));
   }
-  if (err instanceof KeyError) return new CliError(err.code, err.message, "key files are PEM as openssl writes them");
+  if (err instanceof KeyError) {
+    const hint =
+      err.code === "KEY_WEAK"
+        ? "use an RSA key with public exponent 65537 (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096)"
+        : "key files are PEM or DER as openssl writes them";
+    return new CliError(err.code, err.message, hint);
+  }
   if (err instanceof VerificationError || err instanceof RollbackError) {
     return new CliError(err.code, `verification failed: ${err.message}`, verifyHints[err.code] ?? "");
   }

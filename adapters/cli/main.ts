@@ -11,6 +11,7 @@ import { defaultSeedShareOwnerBits, generate } from "./commands/generate.js";
 import { meshCert } from "./commands/mesh-cert.js";
 import { recover } from "./commands/recover.js";
 import { seedshareCheck } from "./commands/seedshare.js";
+import { seedshareApprove } from "./commands/approve.js";
 import { set } from "./commands/set.js";
 import { status } from "./commands/status.js";
 import { verify } from "./commands/verify.js";
@@ -21,6 +22,7 @@ const globalOptions: Options = {
   coordinator: { type: "string", short: "c" },
   workspace: { type: "string", short: "w" },
   timeout: { type: "string" },
+  ca: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
@@ -77,11 +79,12 @@ const commands: Record<string, Command> = {
   },
   recover: {
     summary: "submit this owner's seed share to a restarted Coordinator and print the progress",
-    usage: "contrast recover -c URL [--seedshare-owner-key FILE | --reset]",
-    options: { "seedshare-owner-key": { type: "string", multiple: true }, reset: { type: "boolean" } },
+    usage: "contrast recover -c URL [--seedshare-owner-key FILE] [--reset] [--insecure-http]",
+    options: { "seedshare-owner-key": { type: "string", multiple: true }, reset: { type: "boolean" }, "insecure-http": { type: "boolean" } },
     flags: [
-      "--seedshare-owner-key FILE  decrypt with this RSA private key instead of seedshare-owner.pem",
-      "--reset                     discard the shares received so far in an unfinished recovery (sends no share)",
+      "--seedshare-owner-key FILE  decrypt (or, with --reset, sign) with this RSA private key instead of seedshare-owner.pem",
+      "--reset                     discard the shares received so far in an unfinished recovery (sends no share; signed by this owner)",
+      "--insecure-http             send the share over a plain http:// URL anyway (anyone on the way can read it)",
     ],
     run: recover,
   },
@@ -93,6 +96,14 @@ const commands: Record<string, Command> = {
     flags: ["--seedshare-owner-key FILE  decrypt with this RSA private key instead of seedshare-owner.pem"],
     run: seedshareCheck,
   },
+  "seedshare approve": {
+    subcommand: "approve",
+    summary: "approve manifest.json's change of the seed-share owners or threshold; writes approvals/<owner>.json",
+    usage: "contrast seedshare approve -c URL [--seedshare-owner-key FILE]",
+    options: { "seedshare-owner-key": { type: "string", multiple: true } },
+    flags: ["--seedshare-owner-key FILE  sign with this RSA private key instead of seedshare-owner.pem"],
+    run: seedshareApprove,
+  },
   status: {
     summary: "show the Coordinator's state, name, generation, latest transition and recovery progress",
     usage: "contrast status -c URL",
@@ -102,25 +113,29 @@ const commands: Record<string, Command> = {
   },
   "mesh-cert": {
     summary: "get a mesh certificate as a workload would (simulated attestation only)",
-    usage: "contrast mesh-cert -c URL --policy FILE -o DIR --attestation insecure-simulated",
+    usage: "contrast mesh-cert -c URL --policy FILE -o DIR --attestation insecure-simulated [--force]",
     options: {
       policy: { type: "string" },
       output: { type: "string", short: "o" },
       attestation: { type: "string" },
+      force: { type: "boolean" },
     },
     flags: [
       "--policy FILE                     the workload's policy (its hash must be in the manifest)",
       "-o, --output DIR                  where to write key.pem, cert-chain.pem, mesh-ca.pem, coordinator-root-ca.pem, workload-secret",
       "--attestation insecure-simulated  present simulated evidence (development and tests only)",
+      "--force                           replace those files if DIR already holds some (else that is refused)",
     ],
     run: meshCert,
   },
 };
 
 const globalHelp = [
-  "-c, --coordinator URL   the Coordinator's URL (environment CONTRAST_COORDINATOR)",
+  "-c, --coordinator URL   the Coordinator's base URL, e.g. http://127.0.0.1:1313 (environment CONTRAST_COORDINATOR)",
   "-w, --workspace DIR     the workspace directory (default: the current directory)",
-  "    --timeout DURATION  how long to wait for an unreachable or not-ready Coordinator (default 3m; e.g. 30s, 0)",
+  "    --timeout DURATION  how long to wait for an unreachable Coordinator, and the bound of every request (default 3m;",
+  "                        e.g. 30s, 0 to try once); given explicitly, also how long to wait while it is recovered or set up",
+  "    --ca FILE           also trust this CA (PEM) for an https:// Coordinator's certificate",
   "    --json              machine-readable output on stdout",
   "-h, --help              this help; contrast COMMAND --help for a command's",
   "    --version           the version",
@@ -137,7 +152,7 @@ function help(command?: string): string {
     "usage: contrast COMMAND [flags]",
     "",
     "commands:",
-    ...Object.entries(commands).map(([name, c]) => `  ${`${name}${c.subcommand === undefined ? "" : ` ${c.subcommand}`}`.padEnd(16)} ${c.summary}`),
+    ...Object.entries(commands).map(([name, c]) => `  ${`${name.split(" ")[0]}${c.subcommand === undefined ? "" : ` ${c.subcommand}`}`.padEnd(18)} ${c.summary}`),
     "",
     "global flags:",
     ...globalHelp.map((f) => `  ${f}`),
@@ -147,12 +162,34 @@ function help(command?: string): string {
   ].join("\n");
 }
 
+const durationExamples = "a duration is e.g. 30s, 3m, 1m30s or 500ms; 0 tries once";
+
+/** What to say about a missing flag value: the examples of a duration for --timeout, else where to look. */
+function valueHint(flag: string): string {
+  return flag === "--timeout" ? durationExamples : "see contrast --help";
+}
+
 function parse(args: string[], options: Options): { values: FlagValues; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
     return { values: values as FlagValues, positionals };
   } catch (err) {
-    throw usageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
+    const message = (err as Error).message;
+    // node:util's own words for a value that starts with "-" or is missing are about its syntax, not the mistake.
+    const ambiguous = /^Option '(-[\w-]+)' argument is ambiguous/.exec(message);
+    if (ambiguous !== null) {
+      const flag = ambiguous[1]!;
+      const long = flag.startsWith("--") ? flag : `--${Object.entries(options).find(([, o]) => o.short === flag.slice(1))?.[0] ?? flag.slice(1)}`;
+      const value = args[args.indexOf(flag) + 1] ?? "";
+      if (long === "--timeout") throw usageError(`--timeout ${value}: a duration cannot be negative`, durationExamples);
+      throw usageError(`${flag} ${value}: the value of ${long} starts with "-", like a flag`, `if it is the value, write ${long}=${value}`);
+    }
+    const missing = /^Option '(-[\w-]+)(?:, (-[\w-]+))? <value>' argument missing/.exec(message);
+    if (missing !== null) {
+      const flag = missing[2] ?? missing[1]!;
+      throw usageError(`${flag} needs a value`, valueHint(flag));
+    }
+    throw usageError(message.replace(/\. To specify a positional argument.*$/s, ""));
   }
 }
 
@@ -178,11 +215,13 @@ export async function main(args: string[]): Promise<number> {
       process.stdout.write(help(topic));
       return exitCodes.ok;
     }
-    const command = commands[name];
-    if (command === undefined) throw usageError(`unknown command ${JSON.stringify(name)}`, `the commands are: ${Object.keys(commands).join(", ")}`);
+    // A command with several subcommands has one entry per subcommand, keyed "word subcommand".
+    const key = commands[`${name} ${first.positionals[1]}`] !== undefined ? `${name} ${first.positionals[1]}` : name;
+    const command = commands[key];
+    if (command === undefined) throw usageError(`unknown command ${JSON.stringify(name)}`, `the commands are: ${Object.keys(commands).filter((k) => !k.includes(" ")).join(", ")}`);
     const { values, positionals } = parse(args, { ...globalOptions, ...command.options });
     if (values.help === true) {
-      process.stdout.write(help(name));
+      process.stdout.write(help(key));
       return exitCodes.ok;
     }
     const words = command.subcommand === undefined ? 1 : 2;
@@ -198,7 +237,7 @@ export async function main(args: string[]): Promise<number> {
       try {
         timeoutMs = parseDuration(values.timeout);
       } catch (err) {
-        throw usageError(`--timeout: ${(err as Error).message}`);
+        throw usageError(`--timeout: ${(err as Error).message}`, durationExamples);
       }
     }
     out = new Output(values.json === true);
@@ -206,6 +245,8 @@ export async function main(args: string[]): Promise<number> {
       workspace: typeof values.workspace === "string" ? values.workspace : ".",
       coordinator: typeof values.coordinator === "string" ? values.coordinator : process.env.CONTRAST_COORDINATOR,
       timeoutMs,
+      timeoutGiven: typeof values.timeout === "string",
+      deadline: Date.now() + timeoutMs,
       out,
       flags: values,
     };
@@ -220,6 +261,14 @@ export async function main(args: string[]): Promise<number> {
     return cliError.exitCode;
   }
 }
+
+// A reader that stops early (`contrast verify | head -1`) closes stdout: that ends the output, not
+// the command, which finishes its work (files, memory) and exits with its own status; later writes
+// to the closed stream are dropped by Node.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE" || err.code === "ERR_STREAM_DESTROYED") return;
+  throw err;
+});
 
 // Set the exit code and let pending output drain, rather than calling process.exit().
 void main(process.argv.slice(2)).then((code) => {

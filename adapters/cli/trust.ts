@@ -15,9 +15,9 @@ import type { Workspace } from "./workspace.js";
 /** The DER of the workspace's coordinator-root-ca.pem, or undefined if it has none. */
 export async function pinnedRoot(ws: Workspace): Promise<Uint8Array | undefined> {
   if (!(await ws.has(files.rootCA))) return undefined;
-  const text = fromUtf8(await ws.read(files.rootCA, ""));
+  const bytes = await ws.read(files.rootCA, "");
   try {
-    return certificateDerOf(text);
+    return certificateDerOf(fromUtf8(bytes));
   } catch (err) {
     throw new CliError(
       "FILE_INVALID",
@@ -39,8 +39,9 @@ export function stateDeleted(memory: Memory | null): CliError {
 
 /**
  * GET /v1/manifests (waiting while the Coordinator is unreachable, recovering or stale), verified
- * offline against the pinned root CA and the rollback memory. Returns the history and the memory
- * to save (not saved here).
+ * offline against the pinned root CA and the rollback memory (generation and transition: the
+ * remembered transition must be at its generation in the history). Returns the history and the
+ * memory to save (not saved here; on a failure nothing is to be saved).
  */
 export async function fetchVerified(
   ctx: Context,
@@ -64,6 +65,8 @@ export async function fetchVerified(
     rootCA: history.rootCA.hash,
     generation: history.generation,
     latestTransition: history.latestTransition,
+    // The remembered transition must be at its generation in this verified history, not merely older.
+    transitions: history.transitions,
   })!;
   return { history, memory, previous, pinned: pinned !== undefined };
 }

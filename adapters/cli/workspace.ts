@@ -6,7 +6,7 @@ import { memorySchema } from "../../src/client/rollback.js";
 import type { Memory } from "../../src/client/rollback.js";
 import { CliError } from "./errors.js";
 
-/** The workspace's file names (DESIGN §7). */
+/** The workspace's file names (docs/cli.md). */
 export const files = {
   workloadOwnerKey: "workload-owner.pem",
   seedShareOwnerKey: "seedshare-owner.pem",
@@ -14,14 +14,23 @@ export const files = {
   policies: "policies",
   seedShares: "seed-shares.json",
   previousSeedShares: "seed-shares.previous.json",
+  /** Rekey approvals of seed-share owners (`contrast seedshare approve`), one file per owner. */
+  approvals: "approvals",
   rootCA: "coordinator-root-ca.pem",
   meshCA: "mesh-ca.pem",
   verify: "verify",
   memory: ".contrast-state.json",
+  /** What `set` sent and has no answer to yet (adapters/cli/pending.ts). */
+  pendingSet: ".contrast-pending-set.json",
 } as const;
 
 /** Mode of files holding secrets (private keys, seed shares, workload secrets). */
 export const secretMode = 0o600;
+/** Where `set` keeps new seed shares that it could not verify yet: never over seed-shares.json, never lost. */
+export function unverifiedSeedShares(transition: string): string {
+  return `seed-shares.unverified-${transition.slice(0, 16)}.json`;
+}
+
 /** Mode of public outputs. */
 export const publicMode = 0o644;
 
@@ -118,6 +127,34 @@ export class Workspace {
   /** True if the workspace holds this file. */
   has(name: string): Promise<boolean> {
     return exists(this.path(name));
+  }
+
+  /** The names of the files in a workspace subdirectory (sorted), or [] if it does not exist. */
+  async list(name: string): Promise<string[]> {
+    try {
+      return (await fsp.readdir(this.path(name), { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name).sort();
+    } catch (err) {
+      if (isErrno(err, "ENOENT")) return [];
+      throw new CliError("FILE_UNREADABLE", `cannot read ${this.show(this.path(name))}/: ${(err as Error).message}`, "check the directory's permissions");
+    }
+  }
+
+  /** Renames a workspace file over another one (atomic within the directory). */
+  async rename(from: string, to: string): Promise<void> {
+    try {
+      await fsp.rename(this.path(from), this.path(to));
+    } catch (err) {
+      throw new CliError("WRITE_FAILED", `cannot rename ${this.show(this.path(from))} to ${to}: ${(err as Error).message}`, "check the directory's permissions");
+    }
+  }
+
+  /** Removes a workspace file if it exists. */
+  async remove(name: string): Promise<void> {
+    try {
+      await fsp.rm(this.path(name), { force: true });
+    } catch (err) {
+      throw new CliError("WRITE_FAILED", `cannot remove ${this.show(this.path(name))}: ${(err as Error).message}`, "check the directory's permissions");
+    }
   }
 
   /** Writes a workspace file atomically. */

@@ -4,9 +4,11 @@ import {
   historyResponse,
   meshCertificateResponse,
   recoverResponse,
+  seedSharesResponse,
   setManifestResponse,
   statusResponse,
 } from "../api/schemas.js";
+import { formatDuration } from "./retry.js";
 
 /** GET /v1/status */
 export type StatusResponse = z.infer<typeof statusResponse>;
@@ -16,6 +18,8 @@ export type HistoryResponse = z.infer<typeof historyResponse>;
 export type SetManifestResponse = z.infer<typeof setManifestResponse>;
 /** POST /v1/recover */
 export type RecoverResponse = z.infer<typeof recoverResponse>;
+/** GET /v1/seedshares */
+export type SeedSharesResponse = z.infer<typeof seedSharesResponse>;
 /** POST /v1/mesh/certificate */
 export type MeshCertificateResponse = z.infer<typeof meshCertificateResponse>;
 
@@ -25,6 +29,24 @@ export interface SetManifestRequest {
   policies: string[];
   previousTransition?: string;
   signature?: { publicKey: string; value: string };
+  /** On an update that changes the seed-share owners or the threshold: t current owners' rekey approvals. */
+  approvals?: RekeyApproval[];
+}
+
+/** One seed-share owner's approval of a rekey, as POST /v1/manifest carries it. */
+export interface RekeyApproval {
+  /** Hex DER SPKI, exactly as the current manifest's SeedshareOwnerPubKeys lists it. */
+  ownerPublicKey: string;
+  /** Base64 RSA-PSS (SHA-256, salt 32) over rekeyApprovalStatement. */
+  signature: string;
+}
+
+/** The body of DELETE /v1/recover: one current seed-share owner's signature over the attempt's nonce. */
+export interface RecoveryResetRequest {
+  /** Hex DER SPKI, as the stored manifest's SeedshareOwnerPubKeys lists it. */
+  ownerPublicKey: string;
+  /** Base64 RSA-PSS (SHA-256, salt 32) over recoveryResetStatement(name, nonce). */
+  signature: string;
 }
 
 /** The body of POST /v1/recover. */
@@ -74,13 +96,19 @@ export class ClientError extends Error {
 export interface ClientOptions {
   /** The Coordinator's base URL, e.g. `http://127.0.0.1:1313`. */
   baseUrl: string;
-  /** The fetch to use (default: the global one); tests can pass an in-process app's. */
+  /** The fetch to use (default: the global one); tests can pass an in-process app's, the CLI one that trusts a private CA. */
   fetch?: (input: string, init?: RequestInit) => Promise<Response>;
-  /** Per-request timeout in milliseconds (default 60 s). */
-  requestTimeoutMs?: number;
+  /**
+   * Per-request timeout in milliseconds (default 60 s), or a function of the method asked before
+   * each request (the CLI bounds requests by what is left of its --timeout).
+   */
+  requestTimeoutMs?: number | ((method: string) => number);
 }
 
-/** Checks a base URL: http or https, no query or fragment. Throws TypeError with a readable message. */
+/**
+ * Checks a base URL: http or https, no query or fragment, and no API path (`/v1…`, which the client
+ * adds itself; the message names the base URL to use). Throws TypeError with a readable message.
+ */
 export function normalizeBaseUrl(raw: string): string {
   let url: URL;
   try {
@@ -92,7 +120,26 @@ export function normalizeBaseUrl(raw: string): string {
     throw new TypeError(`${JSON.stringify(raw)} is not an http:// or https:// URL`);
   }
   if (url.search !== "" || url.hash !== "") throw new TypeError(`${JSON.stringify(raw)} must not have a query or fragment`);
+  const api = /(?:^|\/)v1(?:\/.*)?$/.exec(url.pathname);
+  if (api !== null) {
+    const base = url.href.slice(0, url.href.length - url.pathname.length) + url.pathname.slice(0, api.index);
+    throw new TypeError(`${JSON.stringify(raw)} includes the API path ${url.pathname.slice(api.index)}, which is added to every request: use the base URL ${base.replace(/\/+$/, "")}`);
+  }
   return url.href.replace(/\/+$/, "");
+}
+
+/**
+ * True if a failed https request met a server that answered in plain http: OpenSSL reads the
+ * answer's first bytes as a TLS record ("wrong version number", "packet length too long").
+ */
+export function isPlainHttpAnswer(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === "object" && depth < 4; depth++) {
+    const { code, message } = e as { code?: unknown; message?: unknown };
+    if (typeof code === "string" && /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG)$/.test(code)) return true;
+    if (typeof message === "string" && /wrong version number|packet length too long|record layer failure/.test(message)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** The system error code behind a failed fetch, as Node's undici reports it (cause.code), if any. */
@@ -120,7 +167,7 @@ export class CoordinatorClient {
   /** The normalized base URL. */
   readonly baseUrl: string;
   private readonly fetchFn: (input: string, init?: RequestInit) => Promise<Response>;
-  private readonly requestTimeoutMs: number;
+  private readonly requestTimeoutMs: number | ((method: string) => number);
 
   constructor(opts: ClientOptions) {
     this.baseUrl = normalizeBaseUrl(opts.baseUrl);
@@ -138,6 +185,14 @@ export class CoordinatorClient {
     return this.call("GET", "/v1/manifests", undefined, historyResponse);
   }
 
+  /**
+   * GET /v1/seedshares: the stored seed-share document of the current recovery seed, in every state
+   * but uninitialized; `verified` is false before recovery (it comes from the stored, unverified head).
+   */
+  seedShares(): Promise<SeedSharesResponse> {
+    return this.call("GET", "/v1/seedshares", undefined, seedSharesResponse);
+  }
+
   /** POST /v1/manifest */
   setManifest(body: SetManifestRequest): Promise<SetManifestResponse> {
     return this.call("POST", "/v1/manifest", body, setManifestResponse);
@@ -148,9 +203,9 @@ export class CoordinatorClient {
     return this.call("POST", "/v1/recover", body, recoverResponse);
   }
 
-  /** DELETE /v1/recover: discard the shares of an unfinished recovery. */
-  resetRecovery(): Promise<RecoverResponse> {
-    return this.call("DELETE", "/v1/recover", undefined, recoverResponse);
+  /** DELETE /v1/recover: discard the shares of an unfinished recovery, signed by a seed-share owner. */
+  resetRecovery(body: RecoveryResetRequest): Promise<RecoverResponse> {
+    return this.call("DELETE", "/v1/recover", body, recoverResponse);
   }
 
   /** POST /v1/mesh/certificate */
@@ -160,7 +215,8 @@ export class CoordinatorClient {
 
   private async call<S extends z.ZodType>(method: string, path: string, body: unknown, schema: S): Promise<z.infer<S>> {
     const url = this.baseUrl + path;
-    const init: RequestInit = { method, signal: AbortSignal.timeout(this.requestTimeoutMs) };
+    const limit = typeof this.requestTimeoutMs === "function" ? this.requestTimeoutMs(method) : this.requestTimeoutMs;
+    const init: RequestInit = { method, signal: AbortSignal.timeout(limit) };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
       init.headers = { "content-type": "application/json" };
@@ -172,13 +228,21 @@ export class CoordinatorClient {
       text = await res.text();
     } catch (err) {
       if (err instanceof DOMException && (err.name === "TimeoutError" || err.name === "AbortError")) {
-        throw new ClientError("REQUEST_TIMEOUT", `${method} ${url} got no answer within ${this.requestTimeoutMs / 1000} s`, {
+        throw new ClientError("REQUEST_TIMEOUT", `${method} ${url} got no answer within ${formatDuration(limit)}`, {
           cause: err,
         });
       }
       const systemCode = systemCodeOf(err);
       const opts: { cause: unknown; systemCode?: string } = { cause: err };
       if (systemCode !== undefined) opts.systemCode = systemCode;
+      if (this.baseUrl.startsWith("https:") && isPlainHttpAnswer(err)) {
+        throw new ClientError(
+          "UNREACHABLE",
+          `the Coordinator at ${this.baseUrl} does not speak https: it answered in plain http (${describeCause(err).replace(/^.*SSL routines:[^:]*:([^:]+):.*$/s, "$1")}): ` +
+            `use http://${this.baseUrl.slice("https://".length)}`,
+          opts,
+        );
+      }
       throw new ClientError("UNREACHABLE", `cannot reach the Coordinator at ${this.baseUrl}: ${describeCause(err)}`, opts);
     }
     let json: unknown;

@@ -1,11 +1,18 @@
-// Key files as openssl writes them: PEM parsing, SEC1/PKCS#1 wrapped into PKCS#8/SPKI, import, generation and export.
+// Key files as openssl writes them: PEM or DER parsing, SEC1/PKCS#1 wrapped into PKCS#8/SPKI, import, generation and export.
 import { concat, fromBase64, toHex } from "../encoding.js";
 import { toPem } from "../crypto/ca.js";
 import { tlv } from "../crypto/der.js";
 import { sha256, subtle } from "../crypto/provider.js";
+import { seedShareOwnerExponent, weakExponent } from "../manifest/manifest.js";
 
-/** Why a key file was refused; the CLI shows the message and the code. */
-export type KeyErrorCode = "KEY_INVALID" | "KEY_WRONG_TYPE" | "KEY_ENCRYPTED";
+/**
+ * Why a key file was refused; the CLI shows the message and the code. `KEY_WEAK`: an RSA
+ * seed-share owner key whose public exponent is not 65537.
+ */
+export type KeyErrorCode = "KEY_INVALID" | "KEY_WRONG_TYPE" | "KEY_ENCRYPTED" | "KEY_WEAK";
+
+/** A key file's content: its text (PEM), or its bytes (PEM or DER: PKCS#8, SPKI, PKCS#1 or SEC1). */
+export type KeyFileContent = string | Uint8Array;
 
 /** A key file that cannot be used, with a message that says what it is and what was expected. */
 export class KeyError extends Error {
@@ -99,6 +106,56 @@ function sequence(der: Uint8Array): Tlv[] {
   return children(outer.value);
 }
 
+/** The PEM label of the key container a DER encoding holds, judged by its structure, or null. */
+function derLabel(der: Uint8Array): string | null {
+  let fields: Tlv[];
+  try {
+    fields = sequence(der);
+  } catch {
+    return null;
+  }
+  const t = fields.map((f) => f.tag);
+  if (t.length === 2 && t[0] === 0x30 && t[1] === 0x03) return "PUBLIC KEY";
+  if (t.length === 2 && t[0] === 0x30 && t[1] === 0x04) return "ENCRYPTED PRIVATE KEY";
+  if (t.length >= 3 && t[0] === 0x02 && t[1] === 0x30 && t[2] === 0x04) return "PRIVATE KEY";
+  if (t.every((tag) => tag === 0x02)) {
+    if (t.length === 2) return "RSA PUBLIC KEY";
+    if (t.length >= 9) return "RSA PRIVATE KEY";
+    return null;
+  }
+  const version = fields[0]?.value;
+  if (t[0] === 0x02 && version?.length === 1 && version[0] === 1 && t[1] === 0x04) return "EC PRIVATE KEY";
+  return null;
+}
+
+/** The byte sequence `-----BEGIN ` that marks PEM. */
+const pemMarker = [0x2d, 0x2d, 0x2d, 0x2d, 0x2d, 0x42, 0x45, 0x47, 0x49, 0x4e, 0x20];
+
+function containsPemMarker(bytes: Uint8Array): boolean {
+  outer: for (let i = 0; i + pemMarker.length <= bytes.length; i++) {
+    for (let j = 0; j < pemMarker.length; j++) if (bytes[i + j] !== pemMarker[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+/**
+ * The key blocks of a key file: its PEM blocks, or for a DER file one block labelled as the PEM of
+ * that container would be. A file that is neither is KEY_INVALID, naming `what` and the formats.
+ */
+function keyBlocks(content: KeyFileContent, what: string): (PemBlock & { encrypted: boolean })[] {
+  if (typeof content === "string") return pemBlocks(content);
+  if (containsPemMarker(content)) return pemBlocks(new TextDecoder("utf-8").decode(content));
+  const label = content[0] === 0x30 ? derLabel(content) : null;
+  if (label === null) {
+    throw new KeyError(
+      "KEY_INVALID",
+      `${what} is neither a PEM key file nor DER holding a PKCS#8, SPKI, PKCS#1 or SEC1 key`,
+    );
+  }
+  return [{ label, der: content, encrypted: false }];
+}
+
 /** OIDs as their full DER encoding (tag 06 included). */
 const oids = {
   ecPublicKey: Uint8Array.of(0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01),
@@ -165,9 +222,9 @@ export function describeKey(der: Uint8Array, container: "pkcs8" | "spki"): strin
   return name === "EC" ? `EC ${nameOf(curve)}` : name;
 }
 
-/** A private key as PKCS#8, from a PEM in any of the forms openssl writes. */
-function privatePkcs8(text: string, what: string): Uint8Array {
-  const blocks = pemBlocks(text);
+/** A private key as PKCS#8, from a PEM or DER file in any of the forms openssl writes. */
+function privatePkcs8(content: KeyFileContent, what: string): Uint8Array {
+  const blocks = keyBlocks(content, what);
   if (blocks.length === 0) throw new KeyError("KEY_INVALID", `${what} holds no PEM block`);
   for (const block of blocks) {
     if (block.label === "ENCRYPTED PRIVATE KEY" || block.encrypted) {
@@ -184,14 +241,14 @@ function privatePkcs8(text: string, what: string): Uint8Array {
   throw new KeyError("KEY_WRONG_TYPE", `${what} holds ${labels}, not a private key`);
 }
 
-/** A public key as SPKI, from a public-key PEM (SPKI or PKCS#1) or a private-key PEM. */
-async function publicSpki(text: string, what: string): Promise<Uint8Array> {
-  const blocks = pemBlocks(text);
+/** A public key as SPKI, from a public-key file (SPKI or PKCS#1) or a private-key file, PEM or DER. */
+async function publicSpki(content: KeyFileContent, what: string): Promise<Uint8Array> {
+  const blocks = keyBlocks(content, what);
   for (const block of blocks) {
     if (block.label === "PUBLIC KEY") return block.der;
     if (block.label === "RSA PUBLIC KEY") return pkcs1PublicToSpki(block.der);
   }
-  const pkcs8 = privatePkcs8(text, what);
+  const pkcs8 = privatePkcs8(content, what);
   const kind = describeKey(pkcs8, "pkcs8");
   if (kind === "EC P-384") return (await importWorkloadOwnerPkcs8(pkcs8, what)).spki;
   if (kind === "RSA") return (await importSeedShareOwnerPkcs8(pkcs8, what)).spki;
@@ -205,9 +262,11 @@ export interface WorkloadOwnerKey {
   digest: string;
 }
 
-/** A seed-share owner's key: an RSA-OAEP (SHA-256) decryption key with its public SPKI. */
+/** A seed-share owner's key: an RSA-OAEP (SHA-256) decryption key, the same key for RSA-PSS (SHA-256) signing, and its public SPKI. */
 export interface SeedShareOwnerKey {
   privateKey: CryptoKey;
+  /** The same private key for RSA-PSS (SHA-256) signatures: rekey approvals and recovery resets. */
+  signingKey: CryptoKey;
   spki: Uint8Array;
   bits: number;
 }
@@ -252,23 +311,38 @@ async function importSeedShareOwnerPkcs8(pkcs8: Uint8Array, what: string): Promi
   const pub = await subtle().importKey("jwk", { kty: "RSA", n: jwk.n, e: jwk.e, ext: true }, algorithm, true, ["encrypt"]);
   const spki = new Uint8Array(await subtle().exportKey("spki", pub));
   const privateKey = await subtle().importKey("pkcs8", pkcs8 as BufferSource, algorithm, false, ["decrypt"]);
-  return { privateKey, spki, bits: (extractable.algorithm as RsaHashedKeyAlgorithm).modulusLength };
+  const signingKey = await subtle().importKey("pkcs8", pkcs8 as BufferSource, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]);
+  return { privateKey, signingKey, spki, bits: (extractable.algorithm as RsaHashedKeyAlgorithm).modulusLength };
 }
 
-/** Reads a workload owner's private key (PKCS#8 or SEC1 PEM, ECDSA P-384). `what` names the file in errors. */
-export async function loadWorkloadOwnerKey(text: string, what: string): Promise<WorkloadOwnerKey> {
-  return importWorkloadOwnerPkcs8(privatePkcs8(text, what), what);
+/** Reads a workload owner's private key (PKCS#8 or SEC1, PEM or DER, ECDSA P-384). `what` names the file in errors. */
+export async function loadWorkloadOwnerKey(content: KeyFileContent, what: string): Promise<WorkloadOwnerKey> {
+  return naming(what, () => importWorkloadOwnerPkcs8(privatePkcs8(content, what), what));
 }
 
-/** Reads a seed-share owner's private key (PKCS#8 or PKCS#1 PEM, RSA). `what` names the file in errors. */
-export async function loadSeedShareOwnerKey(text: string, what: string): Promise<SeedShareOwnerKey> {
-  return importSeedShareOwnerPkcs8(privatePkcs8(text, what), what);
+/** Runs a key file's parsing so that every KeyError names the file: the DER and base64 readers do not know it. */
+async function naming<T>(what: string, parse: () => Promise<T>): Promise<T> {
+  try {
+    return await parse();
+  } catch (err) {
+    if (err instanceof KeyError && !err.message.startsWith(what)) throw new KeyError(err.code, `${what} is not a valid key file: ${err.message}`);
+    throw err;
+  }
 }
 
-/** Reads a workload owner's public key (SPKI PEM, or the private key) and returns its SPKI and digest. */
-export async function loadWorkloadOwnerPublicKey(text: string, what: string): Promise<{ spki: Uint8Array; digest: string }> {
-  const spki = await publicSpki(text, what);
-  const kind = describeKey(spki, "spki");
+/**
+ * Reads a seed-share owner's private key (PKCS#8 or PKCS#1, PEM or DER, RSA). `what` names the file
+ * in errors. Its public exponent is not checked here, so that a share made for a key from before that
+ * check can still be opened to recover; `checkSeedShareOwnerPublicKey` refuses such a key.
+ */
+export async function loadSeedShareOwnerKey(content: KeyFileContent, what: string): Promise<SeedShareOwnerKey> {
+  return naming(what, () => importSeedShareOwnerPkcs8(privatePkcs8(content, what), what));
+}
+
+/** Reads a workload owner's public key (SPKI, or the private key; PEM or DER) and returns its SPKI and digest. */
+export async function loadWorkloadOwnerPublicKey(content: KeyFileContent, what: string): Promise<{ spki: Uint8Array; digest: string }> {
+  const spki = await naming(what, () => publicSpki(content, what));
+  const kind = await naming(what, async () => describeKey(spki, "spki"));
   if (kind !== "EC P-384") {
     throw new KeyError("KEY_WRONG_TYPE", `${what} is an ${kind} key; a workload owner key must be ECDSA P-384`);
   }
@@ -280,10 +354,27 @@ export async function loadWorkloadOwnerPublicKey(text: string, what: string): Pr
   return { spki, digest: toHex(await sha256(spki)) };
 }
 
-/** Reads a seed-share owner's public key (SPKI or PKCS#1 PEM, or the private key) and returns its SPKI and size. */
-export async function loadSeedShareOwnerPublicKey(text: string, what: string): Promise<{ spki: Uint8Array; bits: number }> {
-  const spki = await publicSpki(text, what);
-  const kind = describeKey(spki, "spki");
+/**
+ * Reads a seed-share owner's public key (SPKI or PKCS#1, or the private key; PEM or DER) and
+ * returns its SPKI and size. A public exponent other than 65537 is KEY_WEAK.
+ */
+export async function loadSeedShareOwnerPublicKey(content: KeyFileContent, what: string): Promise<{ spki: Uint8Array; bits: number }> {
+  const spki = await naming(what, () => publicSpki(content, what));
+  return { spki, bits: await checkSeedShareOwnerPublicKey(spki, what) };
+}
+
+/**
+ * Checks a seed-share owner's public key (DER SPKI) as the Coordinator will: RSA, with public
+ * exponent exactly 65537 (KEY_WEAK otherwise: with e = 1 its "encrypted" share is the share in the
+ * clear). Returns its size in bits; the caller checks the minimum.
+ */
+export async function checkSeedShareOwnerPublicKey(spki: Uint8Array, what: string): Promise<number> {
+  let kind: string;
+  try {
+    kind = describeKey(spki, "spki");
+  } catch {
+    throw new KeyError("KEY_INVALID", `${what} is not a valid RSA public key`);
+  }
   if (kind !== "RSA") throw new KeyError("KEY_WRONG_TYPE", `${what} is an ${kind} key; a seed-share owner key must be RSA`);
   let key: CryptoKey;
   try {
@@ -291,7 +382,14 @@ export async function loadSeedShareOwnerPublicKey(text: string, what: string): P
   } catch {
     throw new KeyError("KEY_INVALID", `${what} is not a valid RSA public key`);
   }
-  return { spki, bits: (key.algorithm as RsaHashedKeyAlgorithm).modulusLength };
+  const weak = await weakExponent(key);
+  if (weak !== null) {
+    throw new KeyError(
+      "KEY_WEAK",
+      `${what} is an RSA key with public exponent ${weak}; a seed-share owner key must have exponent ${seedShareOwnerExponent}`,
+    );
+  }
+  return (key.algorithm as RsaHashedKeyAlgorithm).modulusLength;
 }
 
 /** A fresh ECDSA P-384 key as PKCS#8 DER. */

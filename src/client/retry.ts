@@ -78,6 +78,7 @@ const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
 export function parseDuration(text: string): number {
   const trimmed = text.trim();
   if (trimmed === "0") return 0;
+  if (trimmed.startsWith("-")) throw new TypeError(`${JSON.stringify(text)} is negative: a duration is 0 or more`);
   const part = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
   let total = 0;
   let at = 0;

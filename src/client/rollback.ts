@@ -1,4 +1,4 @@
-// The rollback memory: the newest generation a client has seen verified, and the check that a Coordinator never goes back.
+// The rollback memory: the newest generation and transition a client has seen verified, and the check that a Coordinator never goes back or forks.
 import { z } from "zod";
 
 /** The format tag of the memory document. */
@@ -28,6 +28,12 @@ export interface Observed {
   rootCA?: string;
   generation: number;
   latestTransition: string;
+  /**
+   * The offline-verified history's transitions, oldest first (generation g is `transitions[g - 1]`).
+   * Only with them can a newer generation be checked to descend from the remembered transition, so
+   * only an observation that carries them (and a root CA) moves the memory forward.
+   */
+  transitions?: readonly string[];
 }
 
 /** `ROLLBACK`: an older generation than seen before; `FORK`: the same generation with another transition; `ROOT_CA_MISMATCH`. */
@@ -45,9 +51,10 @@ export class RollbackError extends Error {
 
 /**
  * Checks what the Coordinator shows against the memory and returns the memory to keep: the
- * observed state if it is newer (and carries a root CA hash), else the old memory. Throws
- * RollbackError on an older generation, a different transition at the remembered generation, or a
- * different root CA.
+ * observed state if it is newer and verified (a root CA hash and the transitions), else the old
+ * memory. Throws RollbackError on an older generation, on a history in which the remembered
+ * transition is not at the remembered generation (a fork, even one that moved past it), or on a
+ * different root CA. A throw means the caller keeps the old memory: it is the evidence.
  */
 export function checkMemory(memory: Memory | null, observed: Observed): Memory | null {
   if (memory !== null) {
@@ -71,7 +78,24 @@ export function checkMemory(memory: Memory | null, observed: Observed): Memory |
           `has seen ${memory.latestTransition} there: its history was replaced`,
       );
     }
-    if (observed.generation === memory.generation || observed.rootCA === undefined) return memory;
+    const transitions = observed.transitions;
+    if (transitions !== undefined) {
+      if (transitions.length !== observed.generation || transitions[observed.generation - 1] !== observed.latestTransition) {
+        throw new RollbackError(
+          "FORK",
+          `the Coordinator's history (${transitions.length} transitions) does not end at its generation ${observed.generation} (${observed.latestTransition})`,
+        );
+      }
+      const atRemembered = transitions[memory.generation - 1];
+      if (atRemembered !== memory.latestTransition) {
+        throw new RollbackError(
+          "FORK",
+          `the Coordinator's history has ${atRemembered === undefined ? "no transition" : `transition ${atRemembered}`} at generation ${memory.generation}, ` +
+            `but this workspace has seen ${memory.latestTransition} there: its history was replaced (now at generation ${observed.generation})`,
+        );
+      }
+    }
+    if (observed.generation === memory.generation || observed.rootCA === undefined || transitions === undefined) return memory;
   }
   if (observed.rootCA === undefined) return memory;
   return {

@@ -1,5 +1,6 @@
 // An owner's side of a seed-share document: parsing it, finding and decrypting this owner's share, and checking it against its commitment offline.
-import { decryptSeedShare, seedShareDocumentSchema, shareCommitment } from "../crypto/seedshares.js";
+import { sha256 } from "../crypto/provider.js";
+import { decryptSeedShare, seedShareBytes, seedShareDocumentSchema, shareCommitment } from "../crypto/seedshares.js";
 import type { SeedShareDocument } from "../crypto/seedshares.js";
 import { fromHex, toHex } from "../encoding.js";
 
@@ -29,10 +30,15 @@ export class ShareCheckError extends Error {
 export type SeedShareEntry = SeedShareDocument["shares"][number];
 
 /**
- * Parses a seed-share document (already JSON-decoded) and checks that it is consistent: the
- * schema, 1 ≤ threshold ≤ number of shares, and distinct indexes and owners.
+ * Parses a seed-share document (already JSON-decoded; undefined if the text was not JSON) and checks
+ * that it is consistent: the schema, 1 ≤ threshold ≤ number of shares, and distinct indexes and owners.
  */
 export function parseSeedShareDocument(json: unknown): SeedShareDocument {
+  // undefined: the caller's JSON.parse failed (it never yields undefined itself).
+  if (json === undefined) throw new ShareCheckError("DOCUMENT_INVALID", "it is not JSON: the file is empty, truncated or damaged");
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new ShareCheckError("DOCUMENT_INVALID", "it is JSON, but not an object of the format contrast-seed-shares/v1");
+  }
   const parsed = seedShareDocumentSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -79,4 +85,57 @@ export async function openOwnShare(doc: SeedShareDocument, key: { spki: Uint8Arr
     throw new ShareCheckError("SHARE_INVALID", `share ${entry.index} decrypts, but does not match its commitment`, entry.index);
   }
   return { entry, share };
+}
+
+/** The recovery parameters of a verified head that a seed-share document must match. */
+export interface HeadRecovery {
+  salt: string;
+  threshold: number;
+  shares: number;
+  commitments: readonly string[];
+}
+
+/**
+ * Why a seed-share document is not the one a verified head commits to (null if it is): it must name
+ * the Coordinator, carry the head's salt and threshold, and have one share per owner of the manifest,
+ * in order (`index` i + 1, owner i), each with the head's commitment i. Only such a document is worth
+ * keeping as seed-shares.json; the head is signed, the document is not.
+ */
+export function seedSharesProblem(doc: SeedShareDocument, head: { name: string; recovery: HeadRecovery }, owners: readonly string[]): string | null {
+  try {
+    parseSeedShareDocument(doc);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const r = head.recovery;
+  if (doc.coordinator !== head.name) return `it names Coordinator ${doc.coordinator}, not ${head.name}`;
+  if (doc.salt !== r.salt) return `its salt ${doc.salt} is not the head's ${r.salt}`;
+  if (doc.threshold !== r.threshold) return `its threshold ${doc.threshold} is not the head's ${r.threshold}`;
+  if (doc.shares.length !== r.shares || r.commitments.length !== r.shares || owners.length !== r.shares) {
+    return `it has ${doc.shares.length} shares, the head commits to ${r.shares} and the manifest names ${owners.length} owners`;
+  }
+  for (const [i, s] of doc.shares.entries()) {
+    if (s.index !== i + 1) return `share ${i + 1} has index ${s.index}`;
+    if (s.ownerPublicKey !== owners[i]) return `share ${i + 1} is not for seed-share owner ${i + 1} of the manifest`;
+    if (s.commitment !== r.commitments[i]) return `share ${i + 1}'s commitment is not the head's`;
+  }
+  return null;
+}
+
+/**
+ * seedSharesProblem for a document fetched from the Coordinator (GET /v1/seedshares), and, when the
+ * verified head names its stored document (`objects.seedShares`), that the document's bytes as
+ * stored hash to that name: then every byte of it, the encrypted shares included, is what the signed
+ * head commits to.
+ */
+export async function storedSeedSharesProblem(
+  doc: SeedShareDocument,
+  head: { name: string; recovery: HeadRecovery; objects: { seedShares?: string | undefined } },
+  owners: readonly string[],
+): Promise<string | null> {
+  const problem = seedSharesProblem(doc, head, owners);
+  if (problem !== null) return problem;
+  const named = head.objects.seedShares;
+  if (named !== undefined && toHex(await sha256(seedShareBytes(doc))) !== named) return `it is not the document ${named} that the head names`;
+  return null;
 }

@@ -119,13 +119,13 @@ describe("contrast end to end (real processes, fs store)", () => {
   });
 
   it("recover brings it back, and verify writes a byte-identical verify/", async () => {
-    const run = await cli("recover");
+    const run = await cli("recover", "--insecure-http");
     expectOk(run);
     expect(run.stdout).toMatch(/recovered Coordinator coordinator: ready at generation 1/);
     expectOk(await cli("verify"));
     expect(snapshot(join(ws, "verify"))).toEqual(verifyBefore);
     // A second recover has nothing to do and says so.
-    const again = await cli("recover");
+    const again = await cli("recover", "--insecure-http");
     expectOk(again);
     expect(again.stdout).toMatch(/already ready/);
   });

@@ -96,7 +96,7 @@ describe("contrast failures (real processes)", () => {
       const port = (server.address() as AddressInfo).port;
       await new Promise<void>((done) => server.close(() => done()));
       const line = expectFailure(await contrast(["-c", `http://127.0.0.1:${port}`, "--timeout", "1s", "status"], work));
-      expect(line).toMatch(/gave up after 1s: cannot reach the Coordinator at http:\/\/127\.0\.0\.1:\d+.*ECONNREFUSED.*check --coordinator/);
+      expect(line).toMatch(/gave up after 1s: cannot reach the Coordinator at http:\/\/127\.0\.0\.1:\d+.*ECONNREFUSED.*nothing listens there: check the host and port in --coordinator/);
     });
 
     it("something that is not a Coordinator", async () => {
@@ -120,7 +120,8 @@ describe("contrast failures (real processes)", () => {
       const empty = workspace("empty");
       await fails(["set"], /manifest\.json does not exist; run contrast generate/, { dir: empty });
       await fails(["generate"], /policies\/ does not exist; create it/, { dir: empty });
-      await fails(["recover"], /seed-shares\.json does not exist/, { dir: empty });
+      // Without seed-shares.json, recover would fetch it from the Coordinator, but first it needs the owner's key.
+      await fails(["recover", "--insecure-http"], /seedshare-owner\.pem does not exist; a seed-share owner's private key is needed/, { dir: empty });
       await fails(["verify"], /manifest\.json does not exist/, { dir: empty });
       const noPolicy = workspace("no-policy", ["manifest.json", "workload-owner.pem"]);
       await fails(["set"], /references policy [0-9a-f]{64} \(workload web\), but no file in .*policies\/ has that hash/, { dir: noPolicy });
@@ -137,22 +138,30 @@ describe("contrast failures (real processes)", () => {
     });
 
     it("the wrong key type, or a key that is not a workload owner", async () => {
+      // An update (a manifest other than the current one), so that set needs the workload owner's key.
+      const changeManifest = (dir: string) => {
+        const m = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as { Policies: Record<string, { SANs: string[] }> };
+        for (const entry of Object.values(m.Policies)) entry.SANs.push("web.changed");
+        writeFileSync(join(dir, "manifest.json"), JSON.stringify(m, null, 2) + "\n");
+      };
       const wrongType = workspace("wrong-type", ["policies", "manifest.json"]);
+      changeManifest(wrongType);
       cpSync(join(work, "other-rsa.pem"), join(wrongType, "workload-owner.pem"));
       await fails(["set"], /workload-owner\.pem is an RSA key; a workload owner key must be ECDSA P-384/, { dir: wrongType });
       await fails(["generate"], /workload-owner\.pem is an RSA key/, { dir: wrongType });
       const notOwner = workspace("not-owner", ["policies", "manifest.json"]);
+      changeManifest(notOwner);
       cpSync(join(work, "other-ec.pem"), join(notOwner, "workload-owner.pem"));
       await fails(["set"], /workload-owner\.pem \(sha256 [0-9a-f]{64}\) is not a workload owner/, { dir: notOwner });
       await fails(["generate", "--add-workload-owner-key", join(work, "other-rsa.pem")], /other-rsa\.pem is an RSA key/);
     });
 
     it("the wrong seed-share owner key, or a damaged seed-shares.json", async () => {
-      await fails(["recover", "--seedshare-owner-key", join(work, "other-rsa.pem")], /other-rsa\.pem is not one of the 1 seed-share owner in seed-shares\.json.*nothing was sent/);
-      await fails(["recover", "--seedshare-owner-key", join(work, "other-ec.pem")], /is an EC P-384 key; a seed-share owner key must be RSA/);
+      await fails(["recover", "--insecure-http", "--seedshare-owner-key", join(work, "other-rsa.pem")], /other-rsa\.pem is not one of the 1 seed-share owner in seed-shares\.json.*nothing was sent/);
+      await fails(["recover", "--insecure-http", "--seedshare-owner-key", join(work, "other-ec.pem")], /is an EC P-384 key; a seed-share owner key must be RSA/);
       const damaged = workspace("damaged-shares", ["seedshare-owner.pem"]);
       writeFileSync(join(damaged, "seed-shares.json"), '{"format": "something else"}');
-      await fails(["recover"], /seed-shares\.json is not a seed-share document/, { dir: damaged });
+      await fails(["recover", "--insecure-http"], /seed-shares\.json is not a seed-share document/, { dir: damaged });
     });
 
     it("a first set from a workspace that already set up a Coordinator is refused (its state may have been deleted)", async () => {
@@ -231,7 +240,7 @@ describe("contrast failures (real processes)", () => {
       rmSync(join(versions, newest));
     }
     proc = await startCoordinator({ store: `fs:${stateDir}` });
-    const recover = expectFailure(await cli(["recover"]));
+    const recover = expectFailure(await cli(["recover", "--insecure-http"]));
     expect(recover).toMatch(/shows generation 1, but this workspace has seen generation 2 .*rolled back.*do not trust/);
     const verify = expectFailure(await cli(["verify"]));
     expect(verify).toMatch(/shows generation 1, but this workspace has seen generation 2/);

@@ -139,3 +139,55 @@ export async function racingProxy(target: string): Promise<GateProxy> {
       }),
   };
 }
+
+/** One request as a rewriting proxy saw it, and the answer it got from the Coordinator. */
+export interface Exchange {
+  method: string;
+  url: string;
+  requestBody: string;
+  status: number;
+  body: string;
+}
+
+/** A proxy that can change answers, and what passed through it. */
+export interface RewritingProxy extends GateProxy {
+  exchanges: Exchange[];
+}
+
+/**
+ * A proxy (a malicious server in front of the CLI) that forwards everything to `target` and lets
+ * `rewrite` replace an answer: it returns a new body (same status) or undefined to pass it through.
+ */
+export async function rewritingProxy(target: string, rewrite: (exchange: Exchange) => string | undefined): Promise<RewritingProxy> {
+  const exchanges: Exchange[] = [];
+  const forward = async (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    const headers: Record<string, string> = {};
+    if (req.headers["content-type"] !== undefined) headers["content-type"] = req.headers["content-type"];
+    const answer = await fetch(target + req.url, { method: req.method, headers, body: body.length > 0 ? body : undefined });
+    const exchange: Exchange = { method: req.method ?? "", url: req.url ?? "", requestBody: body.toString("utf8"), status: answer.status, body: await answer.text() };
+    exchanges.push(exchange);
+    const replaced = rewrite(exchange);
+    res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" });
+    res.end(replaced ?? exchange.body);
+  };
+  const server: Server = createServer((req, res) => {
+    forward(req, res).catch((err: unknown) => {
+      res.writeHead(599);
+      res.end(String(err));
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    exchanges,
+    close: () =>
+      new Promise<void>((done) => {
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
+  };
+}

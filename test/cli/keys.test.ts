@@ -1,4 +1,4 @@
-// Key files as openssl writes them (PKCS#8, SEC1, PKCS#1, SPKI) load to the same keys; wrong, encrypted and malformed ones are refused with a code.
+// Key files as openssl writes them (PKCS#8, SEC1, PKCS#1, SPKI; PEM or DER) load to the same keys; wrong, weak, encrypted and malformed ones are refused with a code.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   KeyError,
+  checkSeedShareOwnerPublicKey,
   describeKey,
   generateSeedShareOwnerKey,
   generateWorkloadOwnerKey,
@@ -17,6 +18,7 @@ import {
   pemBlocks,
 } from "../../src/client/keys.js";
 import { toHex } from "../../src/encoding.js";
+import { exponentOnePrivatePem, spkiPem, withExponent } from "./weak-keys.js";
 
 const openssl = "/usr/bin/openssl";
 
@@ -24,6 +26,7 @@ describe("key files", () => {
   let dir: string;
   const f = (name: string) => join(dir, name);
   const text = (name: string) => readFileSync(f(name), "utf8");
+  const bytes = (name: string) => new Uint8Array(readFileSync(f(name)));
   const run = (...args: string[]) => execFileSync(openssl, args, { stdio: "pipe" });
 
   beforeAll(() => {
@@ -41,6 +44,15 @@ describe("key files", () => {
     run("rsa", "-in", f("rsa.pkcs1.pem"), "-RSAPublicKey_out", "-out", f("rsa.pkcs1pub.pem"));
     run("genpkey", "-algorithm", "ED25519", "-out", f("ed.pem"));
     run("pkcs8", "-topk8", "-in", f("ec.pkcs8.pem"), "-passout", "pass:secret", "-out", f("ec.encrypted.pem"));
+    // The same keys as DER (-outform DER).
+    run("pkey", "-in", f("ec.pkcs8.pem"), "-outform", "DER", "-out", f("ec.pkcs8.der"));
+    run("ec", "-in", f("ec.pkcs8.pem"), "-outform", "DER", "-out", f("ec.sec1.der"));
+    run("pkey", "-in", f("ec.pkcs8.pem"), "-pubout", "-outform", "DER", "-out", f("ec.pub.der"));
+    run("rsa", "-in", f("rsa.pkcs1.pem"), "-traditional", "-outform", "DER", "-out", f("rsa.pkcs1.der"));
+    run("pkey", "-in", f("rsa.pkcs8.pem"), "-outform", "DER", "-out", f("rsa.pkcs8.der"));
+    run("pkey", "-in", f("rsa.pkcs8.pem"), "-pubout", "-outform", "DER", "-out", f("rsa.pub.der"));
+    run("rsa", "-in", f("rsa.pkcs1.pem"), "-RSAPublicKey_out", "-outform", "DER", "-out", f("rsa.pkcs1pub.der"));
+    run("pkcs8", "-topk8", "-in", f("ec.pkcs8.pem"), "-passout", "pass:secret", "-outform", "DER", "-out", f("ec.encrypted.der"));
   });
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -106,6 +118,55 @@ describe("key files", () => {
     expect(await code(loadWorkloadOwnerKey("-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n", "x"))).toBe("KEY_INVALID");
     expect(await code(loadWorkloadOwnerKey(pem(new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00]), "PRIVATE KEY"), "x"))).toBe("KEY_INVALID");
     expect(await code(loadSeedShareOwnerKey(pem(new Uint8Array([0x30, 0x82, 0xff]), "RSA PRIVATE KEY"), "x"))).toBe("KEY_INVALID");
+  });
+
+  it("loads DER key files (PKCS#8, SEC1, PKCS#1, SPKI) to the same keys as their PEM", async () => {
+    const ec = await loadWorkloadOwnerKey(text("ec.pkcs8.pem"), "ec");
+    for (const file of ["ec.pkcs8.der", "ec.sec1.der"]) {
+      expect(toHex((await loadWorkloadOwnerKey(bytes(file), file)).spki), file).toBe(toHex(ec.spki));
+    }
+    for (const file of ["ec.pub.der", "ec.pkcs8.der", "ec.sec1.der"]) {
+      expect((await loadWorkloadOwnerPublicKey(bytes(file), file)).digest, file).toBe(ec.digest);
+    }
+    const rsa = await loadSeedShareOwnerKey(text("rsa.pkcs1.pem"), "rsa");
+    for (const file of ["rsa.pkcs1.der", "rsa.pkcs8.der"]) {
+      expect(toHex((await loadSeedShareOwnerKey(bytes(file), file)).spki), file).toBe(toHex(rsa.spki));
+    }
+    for (const file of ["rsa.pub.der", "rsa.pkcs1pub.der", "rsa.pkcs1.der", "rsa.pkcs8.der"]) {
+      expect(toHex((await loadSeedShareOwnerPublicKey(bytes(file), file)).spki), file).toBe(toHex(rsa.spki));
+    }
+    // PEM given as bytes is still PEM.
+    expect(toHex((await loadSeedShareOwnerKey(bytes("rsa.pkcs1.pem"), "rsa")).spki)).toBe(toHex(rsa.spki));
+  });
+
+  it("refuses DER files that hold no usable key, naming the file and the formats", async () => {
+    const err = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e as KeyError);
+    const junk = await err(loadWorkloadOwnerKey(Uint8Array.of(0x00, 0xff, 0xfe, 0x80, 0x81), "junk.bin"));
+    expect(junk?.code).toBe("KEY_INVALID");
+    expect(junk?.message).toMatch(/junk\.bin .*PEM.*DER.*PKCS#8, SPKI, PKCS#1 or SEC1/);
+    expect((await err(loadWorkloadOwnerKey(Uint8Array.of(0x30, 0x03, 0x01, 0x01, 0xff), "bool.der")))?.code).toBe("KEY_INVALID");
+    expect((await err(loadWorkloadOwnerKey(bytes("ec.encrypted.der"), "enc.der")))?.code).toBe("KEY_ENCRYPTED");
+    expect((await err(loadWorkloadOwnerKey(bytes("ec.pub.der"), "pub.der")))?.code).toBe("KEY_WRONG_TYPE");
+    expect((await err(loadSeedShareOwnerKey(bytes("ec.sec1.der"), "ec.der")))?.code).toBe("KEY_WRONG_TYPE");
+  });
+
+  it("refuses a seed-share owner public key whose exponent is not 65537 (KEY_WEAK), in every form", async () => {
+    const real = (await loadSeedShareOwnerPublicKey(text("rsa.pub.pem"), "real")).spki;
+    expect(await checkSeedShareOwnerPublicKey(real, "real")).toBe(3072);
+    for (const e of [1, 3, 17, 65539]) {
+      const weak = await withExponent(real, e);
+      for (const content of [weak, spkiPem(weak)]) {
+        const err = await loadSeedShareOwnerPublicKey(content, "weak.pub").then(() => null, (x: unknown) => x as KeyError);
+        expect(err?.code, `e = ${e}`).toBe("KEY_WEAK");
+        expect(err?.message).toContain(`exponent ${e}`);
+      }
+    }
+    // A private key with exponent 1 loads (a share made for it before the check can still be opened to recover),
+    // but its public key is refused wherever it would be named.
+    const weakPrivate = exponentOnePrivatePem(text("rsa.pkcs1.pem"));
+    const loaded = await loadSeedShareOwnerKey(weakPrivate, "weak.pem");
+    expect(toHex(loaded.spki)).toBe(toHex(await withExponent(real, 1)));
+    expect(await loadSeedShareOwnerPublicKey(weakPrivate, "weak.pem").then(() => null, (x: unknown) => (x as KeyError).code)).toBe("KEY_WEAK");
   });
 
   it("writes keys openssl reads back", async () => {

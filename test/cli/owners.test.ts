@@ -59,7 +59,7 @@ describe("3 of 5 seed-share owners (real processes, fs store)", () => {
       const ws = join(base, `owner-${i}`);
       mkdirSync(ws);
       for (const f of ["seed-shares.json", "coordinator-root-ca.pem"]) cpSync(join(wo, f), join(ws, f));
-      const run = await cli(ws, "recover", "--seedshare-owner-key", owners[i - 1]!.pem);
+      const run = await cli(ws, "recover", "--insecure-http", "--seedshare-owner-key", owners[i - 1]!.pem);
       expectOk(run);
       expect(run.stdout).toMatch(step < 2 ? new RegExp(`^share ${i} accepted: received ${step + 1} of 3 shares \\(attempt [0-9a-f]+\\)`) : /^recovered Coordinator coordinator: ready at generation 1, .*\(share 4 completed 3 of 3\)/);
     }
@@ -143,7 +143,7 @@ describe("usage mistakes and help of the new commands", () => {
       [["seedshare"], /contrast seedshare needs a subcommand; usage: contrast seedshare check/],
       [["seedshare", "verify"], /unknown subcommand "seedshare verify"/],
       [["seedshare", "check", "extra"], /unexpected argument "extra"/],
-      [["recover", "-c", "http://127.0.0.1:1", "--seedshare-owner-key", "a.pem", "--seedshare-owner-key", "b.pem"], /recover takes --seedshare-owner-key once; each seed-share owner runs it with their own key/],
+      [["recover", "-c", "http://127.0.0.1:1", "--insecure-http", "--seedshare-owner-key", "a.pem", "--seedshare-owner-key", "b.pem"], /recover takes --seedshare-owner-key once; each seed-share owner runs it with their own key/],
     ] as const) {
       expect(expectFailure(await contrast(["-w", ws, ...args], work), 2)).toMatch(message);
     }

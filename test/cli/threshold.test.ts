@@ -1,6 +1,6 @@
 // Multi-party recovery through the built dist/contrast.mjs against the built Coordinator in real processes: 2 of 3 with refused, repeated and corrupted shares, then an owner rotation.
 import { execFile } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -179,7 +179,7 @@ describe("2 of 3 seed-share owners, then an owner rotation (real processes, fs s
   let nonce: string;
 
   it("alice's share: received 1 of 2, and the Coordinator stays in recovery", async () => {
-    const run = await asOwner("alice", alice, "recover");
+    const run = await asOwner("alice", alice, "recover", "--insecure-http");
     expectOk(run);
     const match = /^share 1 accepted: received 1 of 2 shares \(attempt ([0-9a-f]+)\)\n/.exec(run.stdout);
     expect(match, run.stdout).not.toBeNull();
@@ -190,7 +190,7 @@ describe("2 of 3 seed-share owners, then an owner rotation (real processes, fs s
   });
 
   it("alice again: SHARE_REPEATED, and her share still counts", async () => {
-    const line = expectFailure(await asOwner("alice", alice, "recover"));
+    const line = expectFailure(await asOwner("alice", alice, "recover", "--insecure-http"));
     expect(line).toMatch(new RegExp(`refused share 1: it was already submitted in this recovery attempt \\(${nonce}\\) \\[409 SHARE_REPEATED\\]; it still counts: 1 more seed-share owner must run contrast recover`));
     expect(await status()).toMatchObject({ recovery: { received: 1, nonce } });
   });
@@ -200,19 +200,31 @@ describe("2 of 3 seed-share owners, then an owner rotation (real processes, fs s
     const corrupted = dir("bob-corrupted");
     mkdirSync(corrupted);
     writeFileSync(join(corrupted, "seed-shares.json"), JSON.stringify(await withAlteredShare(doc, bob, { recommit: false })));
-    expect(expectFailure(await asOwner("bob-corrupted", bob, "recover"))).toMatch(/share 2 in .*seed-shares\.json decrypts with .*bob\.pem but does not match its commitment.*nothing was sent/);
+    expect(expectFailure(await asOwner("bob-corrupted", bob, "recover", "--insecure-http"))).toMatch(/share 2 in .*seed-shares\.json decrypts with .*bob\.pem but does not match its commitment.*nothing was sent/);
     writeFileSync(join(corrupted, "seed-shares.json"), JSON.stringify(await withAlteredShare(doc, bob, { recommit: true })));
-    const line = expectFailure(await asOwner("bob-corrupted", bob, "recover"));
+    const line = expectFailure(await asOwner("bob-corrupted", bob, "recover", "--insecure-http"));
     expect(line).toMatch(/the Coordinator refused share 2: it matches none of the Coordinator's share commitments, so it is corrupted \[403 SHARE_INVALID\]; restore seed-shares\.json from your backup and run contrast seedshare check; the shares already received stay counted/);
     expect(await status()).toMatchObject({ state: "recovery-required", recovery: { received: 1, nonce } });
   });
 
-  it("recover --reset discards the shares received so far; alice submits again in a new attempt", async () => {
-    const reset = await asWorkloadOwner("recover", "--reset");
+  it("recover --reset needs a seed-share owner's signature: no key and a non-owner's key are refused and the share stays", async () => {
+    // The workload owner's workspace holds no seed-share owner key: a usage mistake, nothing sent.
+    expect(expectFailure(await asWorkloadOwner("recover", "--reset"), 2)).toMatch(/--reset must be signed by a seed-share owner, but no key was given/);
+    // Dave is no owner (yet): the Coordinator refuses his signed reset.
+    mkdirSync(dir("dave-early"), { recursive: true });
+    const line = expectFailure(await asOwner("dave-early", dave, "recover", "--reset"));
+    expect(line).toMatch(/refused the reset signed by .*dave\.pem .*not a seed-share owner.*\[403 RESET_UNAUTHORIZED\]/);
+    expect(await status()).toMatchObject({ state: "recovery-required", recovery: { received: 1, nonce } });
+  });
+
+  it("recover --reset signed by an owner discards the shares received so far; alice submits again in a new attempt", async () => {
+    const reset = await asOwner("bob", bob, "recover", "--reset");
     expectOk(reset);
-    expect(reset.stdout).toMatch(/discarded the shares of the unfinished recovery: received 0 of 2/);
+    expect(reset.stdout).toMatch(new RegExp(`discarded the shares of the unfinished recovery \\(attempt ${nonce}\\): received 0 of 2`));
+    // Nothing left to reset now.
+    expect(expectFailure(await asOwner("bob", bob, "recover", "--reset"))).toMatch(/has received no share yet.*nothing to reset/);
     expect(await status()).toMatchObject({ state: "recovery-required", recovery: { threshold: 2, received: 0, nonce: null } });
-    const again = await asOwner("alice", alice, "recover");
+    const again = await asOwner("alice", alice, "recover", "--insecure-http");
     expectOk(again);
     const match = /received 1 of 2 shares \(attempt ([0-9a-f]+)\)/.exec(again.stdout);
     expect(match?.[1]).toBeDefined();
@@ -221,7 +233,7 @@ describe("2 of 3 seed-share owners, then an owner rotation (real processes, fs s
   });
 
   it("carol's share completes it: recovered, and verify/ is byte-identical", async () => {
-    const run = await asOwner("carol", carol, "recover");
+    const run = await asOwner("carol", carol, "recover", "--insecure-http");
     expectOk(run);
     expect(run.stdout).toMatch(/^recovered Coordinator coordinator: ready at generation 1, transition [0-9a-f]{64} \(share 3 completed 2 of 2\)\n/);
     expect(run.stdout).toMatch(/its history verifies/);
@@ -230,7 +242,7 @@ describe("2 of 3 seed-share owners, then an owner rotation (real processes, fs s
     expectOk(await asWorkloadOwner("verify"));
     expect(snapshot(join(wo, "verify"))).toEqual(verifyBefore);
     // Bob, too late: nothing to recover.
-    const late = await asOwner("bob", bob, "recover");
+    const late = await asOwner("bob", bob, "recover", "--insecure-http");
     expectOk(late);
     expect(late.stdout).toMatch(/already ready \(generation 1\); nothing to recover/);
   });
@@ -257,11 +269,42 @@ describe("2 of 3 seed-share owners, then an owner rotation (real processes, fs s
       expect(readJson<Manifest>(join(wo, "manifest.json"))).toMatchObject({ SeedshareOwnerPubKeys: [alice.spki, carol.spki, dave.spki], Threshold: 3 });
     });
 
-    it("set writes the new seed-shares.json and keeps the old one as seed-shares.previous.json", async () => {
+    it("set refuses the rekey before sending while fewer than 2 current owners approved it", async () => {
+      const before = await status();
+      const wsBefore = snapshot(wo);
+      const line = expectFailure(await asWorkloadOwner("set"));
+      expect(line).toMatch(/this update changes the seed-share owners \(1 removed, 1 added, threshold 2 → 3\), so it needs the approval of 2 of the 3 current seed-share owners, but approvals\/ holds no valid approval/);
+      expect(line).toMatch(/2 more needed, from any of: sha256 [0-9a-f]{64}, sha256 [0-9a-f]{64}, sha256 [0-9a-f]{64}; each runs contrast seedshare approve .*nothing was sent/);
+      expect(await status()).toEqual(before);
+      expect(snapshot(wo)).toEqual(wsBefore);
+    });
+
+    it("alice and carol approve on copies of the workload owner's workspace; dave (not yet an owner) cannot", async () => {
+      for (const name of ["alice-approves", "carol-approves", "dave-approves"]) {
+        cpSync(wo, dir(name), { recursive: true, filter: (src) => !/(workload-owner\.pem|seed-shares.*\.json|verify)$/.test(src) });
+      }
+      const approve = (name: string, owner: Owner) => contrast(["-c", proc.url, "-w", dir(name), "seedshare", "approve", "--seedshare-owner-key", owner.pem], work);
+      const refused = expectFailure(await approve("dave-approves", dave));
+      expect(refused).toMatch(/dave\.pem \(sha256 [0-9a-f]{64}\) is not a seed-share owner of the Coordinator's current manifest \(generation 1\).*nothing was approved/);
+      for (const [name, owner] of [["alice-approves", alice], ["carol-approves", carol]] as const) {
+        const run = await approve(name, owner);
+        expectOk(run);
+        expect(run.stdout).toMatch(/^approved a change of the seed-share owners of Coordinator coordinator/);
+        expect(run.stdout).toMatch(/owners +3 → 3\n +removed +sha256 [0-9a-f]{64}\n +added +sha256 [0-9a-f]{64}\n +threshold +2 → 3/);
+        const files = readdirSync(dir(name, "approvals"));
+        expect(files).toHaveLength(1);
+        mkdirSync(join(wo, "approvals"), { recursive: true });
+        cpSync(dir(name, "approvals", files[0]!), join(wo, "approvals", files[0]!));
+      }
+      expect(readdirSync(join(wo, "approvals"))).toHaveLength(2);
+    });
+
+    it("with two approvals, set writes the new seed-shares.json and keeps the old one as seed-shares.previous.json", async () => {
       oldDoc = readFileSync(join(wo, "seed-shares.json"), "utf8");
       rootBefore = readFileSync(join(wo, "coordinator-root-ca.pem"), "utf8");
       const run = await asWorkloadOwner("set");
       expectOk(run);
+      expect(run.stdout).toMatch(/approved by 2 of the 3 previous seed-share owners/);
       expect(run.stdout).toMatch(/updated the manifest of Coordinator coordinator: generation 2/);
       expect(run.stdout).toMatch(/wrote .*seed-shares\.json: the seed-share owners or the threshold changed, so there are new shares for 3 seed-share owners, any 3 of them together recover the Coordinator; the old shares no longer work \(the old file is seed-shares\.previous\.json\)/);
       expect(readFileSync(join(wo, "seed-shares.previous.json"), "utf8")).toBe(oldDoc);
@@ -285,21 +328,21 @@ describe("2 of 3 seed-share owners, then an owner rotation (real processes, fs s
       await restart();
       expect(await status()).toMatchObject({ state: "recovery-required", recovery: { threshold: 3, received: 0 } });
       for (const [name, owner, index] of [["bob", bob, 2], ["alice-old", alice, 1]] as const) {
-        const line = expectFailure(await asOwner(name, owner, "recover"));
+        const line = expectFailure(await asOwner(name, owner, "recover", "--insecure-http"));
         expect(line).toMatch(new RegExp(`the Coordinator refused share ${index}: it belongs to another deployment, or to seed-share owners that a manifest update replaced \\(this seed-shares\\.json is a 2-of-3 one, but the Coordinator needs 3 shares\\) \\[403 SALT_MISMATCH\\]; use the newest seed-shares\\.json`));
       }
       expect(await status()).toMatchObject({ recovery: { received: 0 } });
     });
 
     it("the new owners recover it: 1 of 3, 2 of 3, recovered; same root CA, byte-identical verify/", async () => {
-      const first = await asOwner("dave", dave, "recover", "--json");
+      const first = await asOwner("dave", dave, "recover", "--insecure-http", "--json");
       expectOk(first);
       const answer = JSON.parse(first.stdout) as { state: string; index: number; recovery: { threshold: number; received: number; nonce: string } };
       expect(answer).toMatchObject({ state: "recovery-required", index: 3, recovery: { threshold: 3, received: 1 } });
-      const second = await asOwner("alice", alice, "recover");
+      const second = await asOwner("alice", alice, "recover", "--insecure-http");
       expectOk(second);
       expect(second.stdout).toMatch(new RegExp(`^share 1 accepted: received 2 of 3 shares \\(attempt ${answer.recovery.nonce}\\)`));
-      const last = await asOwner("carol", carol, "recover");
+      const last = await asOwner("carol", carol, "recover", "--insecure-http");
       expectOk(last);
       expect(last.stdout).toMatch(/^recovered Coordinator coordinator: ready at generation 2, .*\(share 2 completed 3 of 3\)/);
       expectOk(await asWorkloadOwner("verify"));

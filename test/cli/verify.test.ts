@@ -1,4 +1,5 @@
 // Offline verification and the rollback memory against an in-process Coordinator: a real history verifies, every kind of tampering is caught.
+import fc from "fast-check";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +13,8 @@ import type { Memory } from "../../src/client/rollback.js";
 import { signedUpdate } from "../../src/client/update.js";
 import { VerificationError, certificateDerOf, verifyHistory } from "../../src/client/verify.js";
 import { Coordinator } from "../../src/coordinator/coordinator.js";
-import { fromBase64, toBase64, utf8 } from "../../src/encoding.js";
+import { sha256 } from "../../src/crypto/provider.js";
+import { fromBase64, toBase64, toHex, utf8 } from "../../src/encoding.js";
 import { memoryDriver } from "../../src/storage/memory.js";
 import { createStore } from "../../src/storage/store.js";
 import { manifestBytes, policy, seedShareOwner, workloadOwner } from "../helpers.js";
@@ -38,7 +40,8 @@ describe("verifyHistory", () => {
     const m2 = manifestBytes({ policies: [{ hash: b.hash, name: "b" }], workloadOwners: [owner.digest], seedShareOwners: [shares.publicHex] });
     client = await coordinatorClient();
     const first = await client.setManifest({ manifest: toBase64(m1), policies: [toBase64(a.bytes)] });
-    const { body, newTransition } = await signedUpdate({ manifest: m2, policies: [b.bytes], previousTransition: first.transition, owner: { privateKey: owner.keys.privateKey, spki: owner.spki } });
+    const coordinator = { name: "unit", rootCA: await sha256(certificateDerOf(first.rootCA)) };
+    const { body, newTransition } = await signedUpdate({ manifest: m2, policies: [b.bytes], previousTransition: first.transition, owner: { privateKey: owner.keys.privateKey, spki: owner.spki }, coordinator });
     const second = await client.setManifest(body);
     expect(second.transition).toBe(newTransition);
     history = await client.history();
@@ -121,12 +124,16 @@ describe("checkMemory", () => {
   const t = (c: string) => c.repeat(64);
   const memory: Memory = { format: "contrast-cli-state/v1", name: "c", rootCA: t("a"), generation: 2, latestTransition: t("b") };
 
-  it("keeps a newer generation, and the old memory for the same one", () => {
-    expect(checkMemory(memory, { name: "c", rootCA: t("a"), generation: 3, latestTransition: t("c") })?.generation).toBe(3);
+  it("keeps a newer generation that descends from the remembered transition, and the old memory for the same one", () => {
+    const newer = checkMemory(memory, { name: "c", rootCA: t("a"), generation: 3, latestTransition: t("c"), transitions: [t("1"), t("b"), t("c")] });
+    expect(newer).toEqual({ ...memory, generation: 3, latestTransition: t("c") });
+    expect(checkMemory(memory, { name: "c", rootCA: t("a"), generation: 2, latestTransition: t("b"), transitions: [t("1"), t("b")] })).toEqual(memory);
     expect(checkMemory(memory, { name: "c", rootCA: t("a"), generation: 2, latestTransition: t("b") })).toEqual(memory);
-    expect(checkMemory(null, { name: "c", rootCA: t("a"), generation: 1, latestTransition: t("c") })?.generation).toBe(1);
+    expect(checkMemory(null, { name: "c", rootCA: t("a"), generation: 1, latestTransition: t("c"), transitions: [t("c")] })?.generation).toBe(1);
     // An unauthenticated observation (no root CA) never becomes the memory.
     expect(checkMemory(memory, { name: "c", generation: 5, latestTransition: t("d") })).toEqual(memory);
+    // Nor does a newer one whose descent from the remembered transition was not shown (no transitions).
+    expect(checkMemory(memory, { name: "c", rootCA: t("a"), generation: 3, latestTransition: t("c") })).toEqual(memory);
   });
 
   it.each([
@@ -134,6 +141,17 @@ describe("checkMemory", () => {
     ["another transition at the same generation", { generation: 2, latestTransition: t("c"), rootCA: t("a") }, "FORK"],
     ["another root CA", { generation: 2, latestTransition: t("b"), rootCA: t("f") }, "ROOT_CA_MISMATCH"],
     ["an older generation seen by status", { generation: 1, latestTransition: t("b") }, "ROLLBACK"],
+    [
+      "a newer generation whose history has another transition at the remembered generation (a fork that moved on)",
+      { generation: 3, latestTransition: t("d"), rootCA: t("a"), transitions: [t("1"), t("c"), t("d")] },
+      "FORK",
+    ],
+    [
+      "a newer generation whose history was rewritten before the remembered generation",
+      { generation: 4, latestTransition: t("d"), rootCA: t("a"), transitions: [t("b"), t("2"), t("3"), t("d")] },
+      "FORK",
+    ],
+    ["transitions that do not end at the observed generation", { generation: 3, latestTransition: t("d"), rootCA: t("a"), transitions: [t("1"), t("b")] }, "FORK"],
   ])("refuses %s", (_what, seen, code) => {
     let err: unknown = null;
     try {
@@ -143,6 +161,47 @@ describe("checkMemory", () => {
     }
     expect(err).toBeInstanceOf(RollbackError);
     expect((err as RollbackError).code).toBe(code);
+  });
+});
+
+describe("checkMemory over random histories (property)", () => {
+  const hash = fc.uint8Array({ minLength: 32, maxLength: 32 }).map(toHex);
+
+  it("moves forward exactly when the remembered transition is at its generation; otherwise refuses and keeps nothing", () => {
+    fc.assert(
+      fc.property(
+        fc.array(hash, { minLength: 1, maxLength: 8 }),
+        fc.nat(),
+        fc.array(hash, { maxLength: 8 }),
+        fc.nat(),
+        fc.boolean(),
+        (history, rememberedAt, tail, cut, fork) => {
+          const g = (rememberedAt % history.length) + 1;
+          const memory: Memory = { format: "contrast-cli-state/v1", name: "c", rootCA: "a".repeat(64), generation: g, latestTransition: history[g - 1]! };
+          // The served history: the remembered one up to `cut`, then (if `fork`) another transition, then `tail`.
+          const keep = cut % (history.length + 1);
+          const served = [...history.slice(0, keep), ...(fork ? ["f".repeat(64)] : []), ...tail];
+          if (served.length === 0) return;
+          const observed = { name: "c", rootCA: memory.rootCA, generation: served.length, latestTransition: served[served.length - 1]!, transitions: served };
+          let result: Memory | null = null;
+          let err: unknown = null;
+          try {
+            result = checkMemory(memory, observed);
+          } catch (e) {
+            err = e;
+          }
+          if (served.length < g) {
+            expect((err as RollbackError).code).toBe("ROLLBACK");
+          } else if (served[g - 1] !== memory.latestTransition) {
+            expect((err as RollbackError).code).toBe("FORK");
+          } else {
+            expect(err).toBeNull();
+            expect(result).toEqual({ ...memory, generation: served.length, latestTransition: served[served.length - 1] });
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
 

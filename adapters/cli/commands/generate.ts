@@ -2,8 +2,9 @@
 import type { Dirent } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { extname, join } from "node:path";
-import { fromHex, fromUtf8, toHex } from "../../../src/encoding.js";
+import { fromHex, toHex } from "../../../src/encoding.js";
 import {
+  checkSeedShareOwnerPublicKey,
   generateSeedShareOwnerKey,
   generateWorkloadOwnerKey,
   loadSeedShareOwnerKey,
@@ -12,7 +13,7 @@ import {
   loadWorkloadOwnerPublicKey,
   pem,
 } from "../../../src/client/keys.js";
-import type { SeedShareOwnerKey } from "../../../src/client/keys.js";
+import type { KeyFileContent, SeedShareOwnerKey } from "../../../src/client/keys.js";
 import { sha256 } from "../../../src/crypto/provider.js";
 import { minSeedShareOwnerBits, parseManifest } from "../../../src/manifest/manifest.js";
 import type { Manifest } from "../../../src/manifest/manifest.js";
@@ -65,10 +66,10 @@ async function ensureKey<T>(
   ws: Workspace,
   name: string,
   generate: () => Promise<Uint8Array>,
-  load: (text: string, what: string) => Promise<T>,
+  load: (content: KeyFileContent, what: string) => Promise<T>,
 ): Promise<{ key: T; created: boolean }> {
   const path = ws.path(name);
-  if (await ws.has(name)) return { key: await load(fromUtf8(await ws.read(name, "")), ws.show(path)), created: false };
+  if (await ws.has(name)) return { key: await load(await ws.read(name, ""), ws.show(path)), created: false };
   const text = pem(await generate(), "PRIVATE KEY");
   await ws.write(name, text, secretMode);
   return { key: await load(text, ws.show(path)), created: true };
@@ -102,7 +103,7 @@ interface OwnerKeyFile {
 async function loadShareOwnerFiles(paths: string[], seen: Map<string, string>): Promise<OwnerKeyFile[]> {
   const out: OwnerKeyFile[] = [];
   for (const file of paths) {
-    const key = await loadSeedShareOwnerPublicKey(fromUtf8(await readInput(file, "pass an existing PEM file")), file);
+    const key = await loadSeedShareOwnerPublicKey(await readInput(file, "pass an existing key file (PEM or DER)"), file);
     if (key.bits < minSeedShareOwnerBits) {
       throw new CliError("KEY_WRONG_TYPE", `${file} is an RSA key of ${key.bits} bits; at least ${minSeedShareOwnerBits} are needed`);
     }
@@ -128,9 +129,10 @@ function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-/** The workspace's seedshare-owner.pem, generated (PKCS#8, 0600) if missing; a key below the minimum size is an error. */
+/** The workspace's seedshare-owner.pem, generated (PKCS#8, 0600) if missing; a key below the minimum size or with an exponent other than 65537 is an error. */
 async function workspaceShareOwnerKey(ws: Workspace, bits: number): Promise<{ key: SeedShareOwnerKey; created: boolean }> {
   const made = await ensureKey(ws, files.seedShareOwnerKey, () => generateSeedShareOwnerKey(bits), loadSeedShareOwnerKey);
+  await checkSeedShareOwnerPublicKey(made.key.spki, ws.show(ws.path(files.seedShareOwnerKey)));
   if (made.key.bits < minSeedShareOwnerBits) {
     throw new CliError(
       "KEY_WRONG_TYPE",
@@ -163,6 +165,14 @@ export async function generate(ctx: Context): Promise<void> {
   const ws = await Workspace.open(ctx.workspace, { create: true });
   // Every input is checked before anything is written.
   const policies = await readPolicies(ws, { required: true });
+  if (policies.length === 0) {
+    // A manifest without policies admits no workload: almost certainly a forgotten step, never written silently.
+    throw new CliError(
+      "NO_POLICIES",
+      `${ws.show(ws.path(files.policies))}/ holds no policy file, and a manifest without policies admits no workload`,
+      `put one file per workload policy there (e.g. ${ws.show(ws.path(files.policies))}/web.rego), then run contrast generate again; nothing was written`,
+    );
+  }
   const byName = new Map<string, PolicyFile>();
   const byHash = new Map<string, PolicyFile>();
   for (const p of policies) {
@@ -187,7 +197,7 @@ export async function generate(ctx: Context): Promise<void> {
   const previous = await previousManifest(ws);
   const addedOwners: string[] = [];
   for (const file of extraOwners) {
-    addedOwners.push((await loadWorkloadOwnerPublicKey(fromUtf8(await readInput(file, "pass an existing PEM file")), file)).digest);
+    addedOwners.push((await loadWorkloadOwnerPublicKey(await readInput(file, "pass an existing key file (PEM or DER)"), file)).digest);
   }
   const seen = new Map<string, string>();
   const exactShareOwners = await loadShareOwnerFiles(exactShareOwnerFiles, seen);
@@ -210,6 +220,16 @@ export async function generate(ctx: Context): Promise<void> {
   let shareOwners = unique([...base, ...extraShareOwners.map((k) => k.spki)]);
   // The same owners in another order would still hand out new shares: keep the earlier order.
   if (previous !== null && sameSet(shareOwners, previous.SeedshareOwnerPubKeys)) shareOwners = previous.SeedshareOwnerPubKeys;
+
+  // Owners kept from manifest.json are checked as the Coordinator will check them (size, exponent 65537).
+  for (const [i, k] of shareOwners.entries()) {
+    if (k === toBeCreated || seen.has(k)) continue;
+    const what = `${ws.show(ws.path(files.manifest))} (SeedshareOwnerPubKeys[${i}])`;
+    const ownerBits = await checkSeedShareOwnerPublicKey(fromHex(k), what);
+    if (ownerBits < minSeedShareOwnerBits) {
+      throw new CliError("KEY_WRONG_TYPE", `${what} is an RSA key of ${ownerBits} bits; at least ${minSeedShareOwnerBits} are needed`);
+    }
+  }
 
   const n = shareOwners.length;
   const previousThreshold = previous?.Threshold ?? 1;

@@ -7,7 +7,10 @@ import { toBase64, toHex } from "../../../src/encoding.js";
 import { CliError, usageError } from "../errors.js";
 import { clientOf, patiently, requiredFlag, stringFlag } from "../context.js";
 import type { Context } from "../context.js";
-import { publicMode, readInput, secretMode, writeFileAtomic } from "../workspace.js";
+import { exists, publicMode, readInput, secretMode, writeFileAtomic } from "../workspace.js";
+
+/** The files mesh-cert writes into -o DIR. */
+const outputs = ["key.pem", "cert-chain.pem", "mesh-ca.pem", "coordinator-root-ca.pem", "workload-secret"] as const;
 
 /** Evidence kinds the CLI can present. */
 const attestationKinds = ["insecure-simulated"] as const;
@@ -29,6 +32,17 @@ export async function meshCert(ctx: Context): Promise<void> {
   const policy = await readInput(policyPath, "pass the workload's policy file with --policy");
   const policyHash = toHex(await sha256(policy));
   const client = clientOf(ctx);
+  // key.pem is a private key nobody else has: replacing it by surprise would strand whatever uses it.
+  const dir = resolve(outDir);
+  const present: string[] = [];
+  for (const name of outputs) if (await exists(resolve(dir, name))) present.push(name);
+  if (present.length > 0 && ctx.flags["force"] !== true) {
+    throw new CliError(
+      "OUTPUT_EXISTS",
+      `${outDir}/ already holds ${present.join(", ")}, which this would replace (key.pem by a new private key)`,
+      "pass another -o DIR, or --force to replace them; nothing was requested",
+    );
+  }
 
   const pair = (await subtle().generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign", "verify"])) as CryptoKeyPair;
   const spki = new Uint8Array(await subtle().exportKey("spki", pair.publicKey));
@@ -40,7 +54,6 @@ export async function meshCert(ctx: Context): Promise<void> {
     ["RECOVERY_REQUIRED", "STALE", "NOT_INITIALIZED"],
   );
 
-  const dir = resolve(outDir);
   try {
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
@@ -54,5 +67,5 @@ export async function meshCert(ctx: Context): Promise<void> {
 
   ctx.out.result({ coordinator: client.baseUrl, policyHash: result.policyHash, workloadSecretID: result.workloadSecretID, output: dir });
   ctx.out.line(`issued a mesh certificate for workload ${result.workloadSecretID} (policy ${result.policyHash})`);
-  ctx.out.line(`wrote ${outDir}/: key.pem, cert-chain.pem, mesh-ca.pem, coordinator-root-ca.pem, workload-secret`);
+  ctx.out.line(`wrote ${outDir}/: ${outputs.join(", ")}${present.length > 0 ? ` (replaced ${present.join(", ")}: --force)` : ""}`);
 }

@@ -1,15 +1,19 @@
-// `contrast recover`: decrypts and checks this owner's seed share, sends it once, prints the progress, and verifies the history once the Coordinator is ready.
+// `contrast recover`: decrypts and checks this owner's seed share, sends it once (never in clear over plain http unless asked), prints the progress, and verifies the history once the Coordinator is ready; `--reset` signs the discarding of an unfinished attempt.
 import { ClientError } from "../../../src/client/client.js";
 import type { RecoverResponse, StatusResponse } from "../../../src/client/client.js";
+import { loadSeedShareOwnerKey } from "../../../src/client/keys.js";
 import { checkMemory } from "../../../src/client/rollback.js";
+import { recoveryResetStatement, signAsSeedShareOwner } from "../../../src/coordinator/statements.js";
 import type { SeedShareDocument } from "../../../src/crypto/seedshares.js";
-import { toBase64 } from "../../../src/encoding.js";
+import { sha256 } from "../../../src/crypto/provider.js";
+import { toBase64, toHex } from "../../../src/encoding.js";
 import { CliError, usageError } from "../errors.js";
-import { clientOf, patiently } from "../context.js";
+import { clientOf, coordinatorUrl, listFlag, patiently } from "../context.js";
 import type { Context } from "../context.js";
-import { openShare, ownerKeyPath, readSeedShares } from "../shares.js";
+import { readPendingSet, pendingWhat } from "../pending.js";
+import { fetchSeedShares, openShare, ownerKeyPath, readSeedShares } from "../shares.js";
 import { fetchVerified, pinnedRoot, stateDeleted } from "../trust.js";
-import { Workspace, files } from "../workspace.js";
+import { Workspace, files, readInput } from "../workspace.js";
 
 /** A share the Coordinator refused, as one line that says what the code means and what to do. */
 function refused(err: ClientError, index: number, doc: SeedShareDocument, status: StatusResponse): CliError {
@@ -23,7 +27,8 @@ function refused(err: ClientError, index: number, doc: SeedShareDocument, status
       return new CliError(
         err.code,
         `the Coordinator refused share ${index}: it belongs to another deployment, or to seed-share owners that a manifest update replaced${needs} ${tag}`,
-        `use the newest ${files.seedShares} of this Coordinator (the workload owner's contrast set writes a new one when the owners change)${kept}`,
+        `use the newest ${files.seedShares} of this Coordinator (the workload owner's contrast set writes a new one when the owners change), ` +
+          `or move yours aside and run contrast recover again: without ${files.seedShares} it fetches the current document from the Coordinator and checks your share${kept}`,
       );
     }
     case "SHARE_INVALID":
@@ -54,42 +59,100 @@ function refused(err: ClientError, index: number, doc: SeedShareDocument, status
 
 const shareCodes = new Set(["SALT_MISMATCH", "SHARE_INVALID", "SHARE_REPEATED", "SEED_MISMATCH"]);
 
-/** `contrast recover --reset`: discards the shares of an unfinished recovery attempt. */
+/**
+ * `contrast recover --reset`: discards the shares of an unfinished recovery attempt. Only a seed-share
+ * owner may: the request carries their signature over this Coordinator's name and the attempt's nonce,
+ * so it resets that attempt and no other. It sends no secret, so plain http is allowed.
+ */
 async function resetRecovery(ctx: Context): Promise<void> {
+  const ws = await Workspace.open(ctx.workspace);
+  const given = listFlag(ctx.flags, "seedshare-owner-key");
+  if (given.length === 0 && !(await ws.has(files.seedShareOwnerKey))) {
+    throw usageError(
+      `--reset must be signed by a seed-share owner, but no key was given and ${ws.show(ws.path(files.seedShareOwnerKey))} does not exist`,
+      "pass --seedshare-owner-key FILE with your RSA private key",
+    );
+  }
+  const keyPath = ownerKeyPath(ctx, ws, "recover --reset");
+  const keyShown = ws.show(keyPath);
+  const key = await loadSeedShareOwnerKey(await readInput(keyPath, "a reset is signed with a seed-share owner's private key (seedshare-owner.pem or --seedshare-owner-key FILE)"), keyShown);
   const client = clientOf(ctx);
+  const status = await patiently(ctx, client.baseUrl, () => client.status());
+  if (status.state === "ready" || status.state === "uninitialized") {
+    throw new CliError("NOT_IN_RECOVERY", `the Coordinator ${status.name} is ${status.state} and needs no recovery, so there is nothing to reset`, "nothing was sent");
+  }
+  const nonce = status.recovery?.nonce ?? null;
+  if (nonce === null) {
+    throw new CliError(
+      "NO_RECOVERY_ATTEMPT",
+      `the Coordinator ${status.name} has received no share yet (0 of ${status.recovery?.threshold ?? "?"}), so there is nothing to reset`,
+      "nothing was sent; each seed-share owner runs contrast recover",
+    );
+  }
+  const signature = await signAsSeedShareOwner(key.signingKey, recoveryResetStatement(status.name, nonce));
   let answer: RecoverResponse;
   try {
-    answer = await patiently(ctx, client.baseUrl, () => client.resetRecovery());
+    answer = await client.resetRecovery({ ownerPublicKey: toHex(key.spki), signature: toBase64(signature) });
   } catch (err) {
-    if (err instanceof ClientError && err.code === "NOT_IN_RECOVERY") {
-      throw new CliError(err.code, `the Coordinator needs no recovery, so there is nothing to reset [${err.status} ${err.code}]`);
+    if (!(err instanceof ClientError)) throw err;
+    const tag = `[${err.status} ${err.code}]`;
+    switch (err.code) {
+      case "NOT_IN_RECOVERY":
+        throw new CliError(err.code, `the Coordinator needs no recovery (any more), so there is nothing to reset ${tag}`);
+      case "NO_RECOVERY_ATTEMPT":
+        throw new CliError(err.code, `the recovery attempt ${nonce} is over (its shares expired or were discarded) and no new one has begun: nothing to reset ${tag}`, "each seed-share owner runs contrast recover");
+      case "RESET_UNAUTHORIZED":
+        throw new CliError(
+          err.code,
+          `the Coordinator refused the reset signed by ${keyShown} (sha256 ${toHex(await sha256(key.spki))}): it is not a seed-share owner of this Coordinator's manifest, or attempt ${nonce} was replaced meanwhile ${tag}`,
+          "sign with your own seed-share owner key (as listed in SeedshareOwnerPubKeys); run contrast status and try again if the attempt changed",
+        );
+      default:
+        throw err;
     }
-    throw err;
   }
-  ctx.out.result({ coordinator: client.baseUrl, state: answer.state, recovery: answer.recovery });
+  ctx.out.result({ coordinator: client.baseUrl, name: status.name, attempt: nonce, state: answer.state, recovery: answer.recovery });
   ctx.out.line(
-    `discarded the shares of the unfinished recovery: received 0 of ${answer.recovery.threshold}; every seed-share owner runs contrast recover again`,
+    `discarded the shares of the unfinished recovery (attempt ${nonce}): received 0 of ${answer.recovery.threshold}; every seed-share owner runs contrast recover again`,
   );
+}
+
+/**
+ * The share travels in clear inside the request; over plain http anyone on the way reads it (with
+ * threshold 1 it is the root seed). Until the Coordinator proves itself by attestation, refuse http
+ * unless --insecure-http says the network is trusted. Checked before anything is read or sent.
+ */
+function refusePlainHttp(ctx: Context): void {
+  const url = coordinatorUrl(ctx);
+  if (url.protocol === "http:" && ctx.flags["insecure-http"] !== true) {
+    throw usageError(
+      `refusing to send a seed share in clear text to ${url.href.replace(/\/+$/, "")}: over plain http anyone on the network path can read it (with threshold 1 it is the whole root seed) or pose as the Coordinator`,
+      "use an https:// URL (with --ca FILE for a private CA), or pass --insecure-http if this network is trusted; nothing was sent",
+    );
+  }
 }
 
 /** Runs `contrast recover`. */
 export async function recover(ctx: Context): Promise<void> {
-  if (ctx.flags["reset"] === true) {
-    if (ctx.flags["seedshare-owner-key"] !== undefined) {
-      throw usageError("--reset sends no share: give it without --seedshare-owner-key");
-    }
-    return resetRecovery(ctx);
-  }
+  if (ctx.flags["reset"] === true) return resetRecovery(ctx);
+  refusePlainHttp(ctx);
   const ws = await Workspace.open(ctx.workspace);
   const keyPath = ownerKeyPath(ctx, ws, "recover");
-  const doc = await readSeedShares(ws);
-  // The share is opened and checked against its commitment before anything is sent.
-  const { entry, share } = await openShare(ws, doc, keyPath, "nothing was sent");
-
   const client = clientOf(ctx);
+  // The share is opened and checked against its commitment before anything is sent. A workspace
+  // without seed-shares.json (e.g. after a set whose answer was lost) fetches it first.
+  let opened;
+  if (await ws.has(files.seedShares)) {
+    const doc = await readSeedShares(ws);
+    opened = { doc, ...(await openShare(ws, doc, keyPath, "nothing was sent")), status: null };
+  } else {
+    opened = await fetchSeedShares(ctx, ws, client, keyPath, "nothing was sent");
+  }
+  const { doc, entry, share } = opened;
+
   const memory = await ws.memory();
   // Recovery must not wait for readiness: only for the Coordinator to answer at all.
-  const status = await patiently(ctx, client.baseUrl, () => client.status());
+  const status = opened.status ?? (await patiently(ctx, client.baseUrl, () => client.status()));
   if (status.name !== doc.coordinator) {
     throw new CliError(
       "WRONG_COORDINATOR",
@@ -150,4 +213,10 @@ export async function recover(ctx: Context): Promise<void> {
       : `Coordinator ${history.name} is already ready (generation ${history.generation}); nothing to recover`,
   );
   ctx.out.line(`its history verifies (root CA sha256 ${history.rootCA.hash}); run contrast verify to write verify/`);
+  const pending = await readPendingSet(ws);
+  if (pending !== null && pending.name === history.name) {
+    ctx.out.line(
+      `this workspace sent a ${pendingWhat(pending)} whose answer was lost (generation ${pending.generation}): run contrast set again to finish it (or to send it again if it did not land)`,
+    );
+  }
 }

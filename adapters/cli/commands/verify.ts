@@ -58,7 +58,7 @@ export async function verify(ctx: Context): Promise<void> {
       `compare with ${ws.show(ws.path(files.verify))}/manifest.${history.generation}.json; run contrast set if yours should be active`,
     );
   }
-  const seen = previous === null ? "first verification in this workspace" : previous.generation === history.generation ? "as seen before" : `newer than generation ${previous.generation} seen before`;
+  const seen = previous === null ? "first verification in this workspace" : previous.generation === history.generation ? "as seen before" : `newer than generation ${previous.generation} seen before, and built on it`;
   ctx.out.line(`verified Coordinator ${history.name} at ${client.baseUrl}`);
   ctx.out.line(`  generation         ${history.generation} (${seen})`);
   ctx.out.line(`  latest transition  ${history.latestTransition}`);
