@@ -3,6 +3,7 @@
 /** Every error code the Coordinator can answer with; clients switch on these, never on messages. */
 export const errorStatus = {
   INVALID_REQUEST: 400,
+  ATTESTATION_REQUIRED: 401,
   INVALID_JSON: 400,
   INVALID_MANIFEST: 400,
   POLICY_MISSING: 400,
@@ -11,6 +12,9 @@ export const errorStatus = {
   UNAUTHORIZED_UPDATE: 403,
   UPDATES_DISABLED: 403,
   ATTESTATION_FAILED: 403,
+  NONCE_INVALID: 403,
+  NONCE_EXPIRED: 403,
+  NONCE_REPLAYED: 403,
   POLICY_NOT_IN_MANIFEST: 403,
   SEED_MISMATCH: 403,
   SALT_MISMATCH: 403,
@@ -44,12 +48,15 @@ export class CoordinatorError extends Error {
   readonly code: ErrorCode;
   /** The store key an integrity error is about, if any. */
   readonly key: string | undefined;
+  /** A finer, equally stable reason, e.g. the attestation verifier's code behind ATTESTATION_FAILED. */
+  readonly reason: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; key?: string }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; key?: string; reason?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "CoordinatorError";
     this.code = code;
     this.key = options?.key;
+    this.reason = options?.reason;
   }
 
   /** The HTTP status for this error. */
@@ -60,12 +67,13 @@ export class CoordinatorError extends Error {
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string; key?: string };
+  error: { code: ErrorCode; message: string; key?: string; reason?: string };
 }
 
 /** Turns an error into its response body. */
 export function errorBody(err: CoordinatorError): ErrorBody {
   const error: ErrorBody["error"] = { code: err.code, message: err.message };
   if (err.key !== undefined) error.key = err.key;
+  if (err.reason !== undefined) error.reason = err.reason;
   return { error };
 }

@@ -66,8 +66,14 @@ const serverHints: Record<string, string> = {
   POLICY_MISSING: "put every policy the manifest references into policies/ (or run contrast generate)",
   POLICY_NOT_REFERENCED: "send only the policies the manifest references (contrast set does)",
   ATTESTATION_UNSUPPORTED:
-    "the Coordinator has no validator for this evidence: for --attestation insecure-simulated it must run with --attestation insecure-simulated (development only)",
+    "the Coordinator has no validator for this evidence: it must run with --attestation sev-snp or tdx for such evidence, or insecure-simulated for --attestation insecure-simulated (development only)",
   ATTESTATION_FAILED: "the evidence must show the platform and policy the manifest's ReferenceValues and Policies describe",
+  ATTESTATION_REQUIRED:
+    "the Coordinator wants evidence bound to one of its nonces: get one with contrast mesh-cert --nonce, have the workload's TEE make evidence for it and the key, then pass --evidence FILE --key FILE",
+  NONCE_INVALID:
+    "the evidence's nonce is not one this Coordinator issued (or it restarted since): get a new one with contrast mesh-cert --nonce and make the evidence again",
+  NONCE_EXPIRED: "a nonce is good for 5 minutes: get a new one with contrast mesh-cert --nonce and present evidence for it within 5 minutes",
+  NONCE_REPLAYED: "a nonce is good for one request: get a new one with contrast mesh-cert --nonce and make the evidence again",
   POLICY_NOT_IN_MANIFEST:
     "pass a policy file the current manifest lists (contrast verify writes them to verify/policies/), or add this one: put it in policies/, contrast generate, contrast set",
 };

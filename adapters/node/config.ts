@@ -1,4 +1,6 @@
 // The Node adapter's configuration: flags, with environment variables as fallbacks, checked once at start.
+import { parseAttestationModes } from "../../src/attestation/modes.js";
+import type { AttestationMode } from "../../src/attestation/modes.js";
 import { parseArgs } from "node:util";
 import { parseAllowedHosts } from "../../src/api/hosts.js";
 import { parseDuration } from "../../src/client/retry.js";
@@ -27,7 +29,10 @@ export interface Config {
   host: string;
   store: StoreConfig;
   name: string;
-  attestation: "none" | "insecure-simulated";
+  /** The validators to run (empty: none; certificates cannot be issued). */
+  attestation: AttestationMode[];
+  /** A PEM bundle of roots pinned instead of AMD's and Intel's (`--attestation-roots`), or null. */
+  attestationRootsFile: string | null;
   tls: { certFile: string; keyFile: string } | null;
   /** How long the shares of an unfinished threshold recovery are kept, in milliseconds. */
   recoveryTimeoutMs: number;
@@ -55,7 +60,10 @@ Options (environment variable in brackets):
                             sets any of them explicitly; an http:// server with a token is
                             refused unless insecure-http=true is added (tests only)
   --name NAME               Coordinator name (a DNS label), default coordinator [CONTRAST_NAME]
-  --attestation MODE        none (default) or insecure-simulated            [CONTRAST_ATTESTATION]
+  --attestation MODES       none (default), or a list of sev-snp, tdx and insecure-simulated
+                                                                            [CONTRAST_ATTESTATION]
+  --attestation-roots FILE  PEM roots pinned instead of AMD's and Intel's (a test TEE, a private CA)
+                                                                            [CONTRAST_ATTESTATION_ROOTS]
   --recovery-timeout DUR    how long shares of an unfinished recovery are kept, default 10m [CONTRAST_RECOVERY_TIMEOUT]
   --audit-interval DUR      how often the stored state is re-verified, default 60s [CONTRAST_AUDIT_INTERVAL]
   --tls-cert FILE           serve HTTPS with this PEM certificate chain     [CONTRAST_TLS_CERT]
@@ -83,6 +91,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         store: { type: "string" },
         name: { type: "string" },
         attestation: { type: "string" },
+        "attestation-roots": { type: "string" },
         "recovery-timeout": { type: "string" },
         "audit-interval": { type: "string" },
         "tls-cert": { type: "string" },
@@ -120,10 +129,13 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     throw new ConfigError(`--name must be a lower-case DNS label (letters, digits, dashes; at most 63), not ${JSON.stringify(name)}`);
   }
 
-  const attestation = pick("attestation", "CONTRAST_ATTESTATION", "none");
-  if (attestation !== "none" && attestation !== "insecure-simulated") {
-    throw new ConfigError(`--attestation must be none or insecure-simulated, not ${JSON.stringify(attestation)}`);
+  let attestation: AttestationMode[];
+  try {
+    attestation = parseAttestationModes(pick("attestation", "CONTRAST_ATTESTATION", "none"));
+  } catch (err) {
+    throw new ConfigError(`--attestation ${(err as Error).message}`);
   }
+  const rootsFile = pick("attestation-roots", "CONTRAST_ATTESTATION_ROOTS", "");
 
   const certFile = pick("tls-cert", "CONTRAST_TLS_CERT", "");
   const keyFile = pick("tls-key", "CONTRAST_TLS_KEY", "");
@@ -164,6 +176,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     store,
     name,
     attestation,
+    attestationRootsFile: rootsFile === "" ? null : rootsFile,
     tls: certFile === "" ? null : { certFile, keyFile },
     recoveryTimeoutMs,
     auditIntervalMs,

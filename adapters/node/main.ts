@@ -6,8 +6,8 @@ import { resolve } from "node:path";
 import { serve } from "@hono/node-server";
 import { createApp } from "../../src/app.js";
 import type { Log } from "../../src/app.js";
-import { simulatedValidator } from "../../src/attestation/validator.js";
-import type { AttestationValidator } from "../../src/attestation/validator.js";
+import { parseAttestationRoots, validatorsFor } from "../../src/attestation/modes.js";
+import type { AttestationRoots } from "../../src/attestation/modes.js";
 import { Coordinator } from "../../src/coordinator/coordinator.js";
 import { memoryDriver } from "../../src/storage/memory.js";
 import { createStore } from "../../src/storage/store.js";
@@ -87,9 +87,21 @@ async function main(): Promise<void> {
   const storeText =
     kube !== null ? describeKubernetes(kube) : config.store.kind === "fs" ? `fs:${resolve(config.store.dir)}` : "memory";
   const store = createStore(driver);
-  const validators = new Map<string, AttestationValidator>();
-  if (config.attestation === "insecure-simulated") {
-    validators.set(simulatedValidator.type, simulatedValidator);
+  let roots: AttestationRoots | undefined;
+  if (config.attestationRootsFile !== null) {
+    try {
+      roots = parseAttestationRoots(readFileSync(config.attestationRootsFile, "utf8"));
+    } catch (err) {
+      fail(`error: --attestation-roots ${config.attestationRootsFile}: ${(err as Error).message}`, 2);
+    }
+    log("warn", "the attestation roots of --attestation-roots replace AMD's and Intel's: only for a test TEE or a private CA", {
+      file: config.attestationRootsFile,
+      snp: roots.snp.map((a) => a.product),
+      tdx: roots.tdx !== undefined,
+    });
+  }
+  const validators = validatorsFor(config.attestation, roots);
+  if (config.attestation.includes("insecure-simulated")) {
     log("warn", "INSECURE: the simulated attestation validator is on; any caller can claim any policy. Never use it in production.", {
       attestation: config.attestation,
     });

@@ -1,4 +1,6 @@
 // The Worker's configuration from its vars and bindings (Coordinator name, attestation mode, allowed hosts), checked with the Node adapter's rules.
+import { parseAttestationModes, parseAttestationRoots } from "../../src/attestation/modes.js";
+import type { AttestationMode, AttestationRoots } from "../../src/attestation/modes.js";
 import { parseAllowedHosts } from "../../src/api/hosts.js";
 import type { DurableObjectNamespace } from "./types.js";
 
@@ -12,12 +14,16 @@ export interface WorkerEnv {
   ATTESTATION?: unknown;
   /** Host names answered, comma-separated (like `--allowed-hosts`); unset: every Host. */
   ALLOWED_HOSTS?: unknown;
+  ATTESTATION_ROOTS?: unknown;
 }
 
 /** The checked configuration. */
 export interface WorkerConfig {
   name: string;
-  attestation: "none" | "insecure-simulated";
+  /** The validators to run (empty: none). */
+  attestation: AttestationMode[];
+  /** Roots pinned instead of AMD's and Intel's (the ATTESTATION_ROOTS var, PEM), or null. */
+  attestationRoots: AttestationRoots | null;
   /** The Host names answered; null: every Host. */
   allowedHosts: string[] | null;
 }
@@ -46,9 +52,19 @@ export function parseWorkerConfig(env: WorkerEnv): WorkerConfig {
       `COORDINATOR_NAME must be a lower-case DNS label (letters, digits, dashes; at most 63), not ${JSON.stringify(name)}`,
     );
   }
-  const attestation = text(env.ATTESTATION, "ATTESTATION", "none");
-  if (attestation !== "none" && attestation !== "insecure-simulated") {
-    throw new ConfigError(`ATTESTATION must be none or insecure-simulated, not ${JSON.stringify(attestation)}`);
+  let attestation: AttestationMode[];
+  try {
+    attestation = parseAttestationModes(text(env.ATTESTATION, "ATTESTATION", "none"));
+  } catch (err) {
+    throw new ConfigError(`ATTESTATION ${(err as Error).message}`);
+  }
+  let attestationRoots: AttestationRoots | null = null;
+  if (env.ATTESTATION_ROOTS !== undefined && env.ATTESTATION_ROOTS !== null) {
+    try {
+      attestationRoots = parseAttestationRoots(text(env.ATTESTATION_ROOTS, "ATTESTATION_ROOTS", ""));
+    } catch (err) {
+      throw new ConfigError(`ATTESTATION_ROOTS ${(err as Error).message}`);
+    }
   }
   let allowedHosts: string[] | null = null;
   if (env.ALLOWED_HOSTS !== undefined && env.ALLOWED_HOSTS !== null) {
@@ -63,7 +79,7 @@ export function parseWorkerConfig(env: WorkerEnv): WorkerConfig {
       throw new ConfigError(`ALLOWED_HOSTS ${(err as Error).message}`);
     }
   }
-  return { name, attestation, allowedHosts };
+  return { name, attestation, attestationRoots, allowedHosts };
 }
 
 /** The Durable Object namespace binding, or a ConfigError naming what is missing. */

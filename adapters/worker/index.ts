@@ -3,8 +3,7 @@ import "reflect-metadata";
 import type { Hono } from "hono";
 import { createApp } from "../../src/app.js";
 import type { Log } from "../../src/app.js";
-import { simulatedValidator } from "../../src/attestation/validator.js";
-import type { AttestationValidator } from "../../src/attestation/validator.js";
+import { validatorsFor } from "../../src/attestation/modes.js";
 import { Coordinator } from "../../src/coordinator/coordinator.js";
 import { createStore } from "../../src/storage/store.js";
 import { ConfigError, coordinatorNamespace, parseWorkerConfig } from "./config.js";
@@ -60,13 +59,12 @@ export class CoordinatorObject {
   private start(config: WorkerConfig): Promise<Hono> {
     if (this.app === null) {
       const started = performance.now();
-      const validators = new Map<string, AttestationValidator>();
-      if (config.attestation === "insecure-simulated") validators.set(simulatedValidator.type, simulatedValidator);
+      const validators = validatorsFor(config.attestation, config.attestationRoots ?? undefined);
       this.app = (async () => {
         const store = createStore(durableObjectDriver(this.state.storage));
         const coordinator = await Coordinator.start({ store, name: config.name, validators, auditAfterWrites: true });
         this.coordinator = coordinator;
-        if (config.attestation === "insecure-simulated") {
+        if (config.attestation.includes("insecure-simulated")) {
           log("warn", "INSECURE: the simulated attestation validator is on; any caller can claim any policy. Never use it in production.", {
             attestation: config.attestation,
           });

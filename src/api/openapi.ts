@@ -49,7 +49,7 @@ export function openApiDocument(): Record<string, unknown> {
         post: {
           summary: "Issue a mesh certificate to an attested workload",
           requestBody: { required: true, ...json(s.meshCertificateRequest) },
-          responses: { 200: { description: "certificate", ...json(s.meshCertificateResponse) }, ...errors(400, 403, 409) },
+          responses: { 200: { description: "certificate", ...json(s.meshCertificateResponse) }, ...errors(400, 401, 403, 409, 503) },
         },
       },
       "/v1/openapi.json": { get: { summary: "This document", responses: { 200: { description: "OpenAPI 3.1" } } } },

@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { fromHex, toBase64 } from "../encoding.js";
-import { CoordinatorError } from "../errors.js";
+import { CoordinatorError, errorBody } from "../errors.js";
 import { keyDigest } from "../manifest/manifest.js";
 import { decodeBase64Field } from "../coordinator/coordinator.js";
 import type { Coordinator } from "../coordinator/coordinator.js";
@@ -10,6 +10,9 @@ import { admission } from "./admission.js";
 import type { Metrics } from "./metrics.js";
 import { readBody } from "./respond.js";
 import { meshCertificateRequest, recoverRequest, resetRecoveryRequest, setManifestRequest } from "./schemas.js";
+
+/** The WWW-Authenticate scheme of the attestation challenge. */
+export const attestationScheme = "contrast-attestation-v1";
 
 /** Body limits, in bytes. */
 export const limits = { manifest: 32 * 1024 * 1024, small: 64 * 1024 } as const;
@@ -110,6 +113,13 @@ export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): 
 
   api.post("/mesh/certificate", limit(limits.small), async function meshCertificate(c) {
     const body = await readBody(c, meshCertificateRequest);
+    if (body.evidence === undefined) {
+      // The challenge: evidence must bind this nonce (and the key) in its report data.
+      const nonce = await coordinator.attestationNonce();
+      const err = new CoordinatorError("ATTESTATION_REQUIRED", "send evidence whose report data is SHA-512(publicKey ‖ nonce)");
+      c.header("WWW-Authenticate", `${attestationScheme} nonce="${nonce}"`);
+      return c.json({ ...errorBody(err), nonce }, 401);
+    }
     const result = await coordinator.issueMeshCertificate({
       publicKey: decodeBase64Field(body.publicKey, "publicKey"),
       evidence: body.evidence,

@@ -87,7 +87,10 @@ export const recoverResponse = z.object({ state: z.string(), recovery: progress 
 export const meshCertificateRequest = z
   .object({
     publicKey: base64(1024).describe("the workload's public key, DER SPKI (ECDSA P-256 or P-384)"),
-    evidence: z.record(z.string(), z.unknown()).describe("attestation evidence; `type` picks the validator"),
+    evidence: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe("attestation evidence; `type` picks the validator; absent: 401 ATTESTATION_REQUIRED with a nonce to bind"),
   })
   .strict();
 
@@ -137,5 +140,5 @@ export const historyResponse = z.object({
 
 /** Every error body. */
 export const errorResponse = z.object({
-  error: z.object({ code: z.string(), message: z.string(), key: z.string().optional() }),
+  error: z.object({ code: z.string(), message: z.string(), key: z.string().optional(), reason: z.string().optional() }),
 });

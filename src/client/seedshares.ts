@@ -1,4 +1,5 @@
 // An owner's side of a seed-share document: parsing it, finding and decrypting this owner's share, and checking it against its commitment offline.
+import { isSeedShareOwner } from "../crypto/owner-keys.js";
 import { sha256 } from "../crypto/provider.js";
 import { decryptSeedShare, seedShareBytes, seedShareDocumentSchema, shareCommitment } from "../crypto/seedshares.js";
 import type { SeedShareDocument } from "../crypto/seedshares.js";
@@ -69,8 +70,7 @@ export interface OwnShare {
  * Coordinator; throws ShareCheckError.
  */
 export async function openOwnShare(doc: SeedShareDocument, key: { spki: Uint8Array; privateKey: CryptoKey }): Promise<OwnShare> {
-  const ownerHex = toHex(key.spki);
-  const entry = doc.shares.find((s) => s.ownerPublicKey === ownerHex);
+  const entry = doc.shares.find((s) => isSeedShareOwner(s.ownerPublicKey, key.spki));
   if (entry === undefined) {
     throw new ShareCheckError("NOT_A_SEEDSHARE_OWNER", `the key is not one of the ${doc.shares.length} seed-share owners`);
   }

@@ -1,4 +1,5 @@
 // A workload owner's signed manifest update, and the seed-share owners' rekey approvals an update that changes the owners or the threshold needs.
+import { seedShareOwnerSpki } from "../crypto/owner-keys.js";
 import { z } from "zod";
 import { fromBase64, fromHex, toBase64, toHex } from "../encoding.js";
 import { sha256 } from "../crypto/provider.js";
@@ -136,6 +137,6 @@ export async function approvalProblem(json: unknown, target: ApprovalTarget): Pr
     return "its signature is not base64";
   }
   const statement = rekeyApprovalStatement({ name: target.name, rootCA: target.rootCA }, target.transition);
-  if (!(await verifySeedShareOwner(fromHex(a.ownerPublicKey), signature, statement))) return "its signature does not verify";
+  if (!(await verifySeedShareOwner(seedShareOwnerSpki(a.ownerPublicKey), signature, statement))) return "its signature does not verify";
   return null;
 }

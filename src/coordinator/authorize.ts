@@ -1,10 +1,11 @@
 // Who may change a ready Coordinator: a workload owner's signature on each update, and t current seed-share owners' approvals on a rekey.
-import { fromHex, toHex } from "../encoding.js";
+import { seedShareOwnerSpki } from "../crypto/owner-keys.js";
+import { toHex } from "../encoding.js";
 import { CoordinatorError } from "../errors.js";
 import type { Head } from "../history/head.js";
 import { getObject, kinds, objectKey } from "../history/objects.js";
 import { decodeTransition } from "../history/transition.js";
-import { keyDigest, parseManifest } from "../manifest/manifest.js";
+import { hasWorkloadOwners, isWorkloadOwner, parseManifest } from "../manifest/manifest.js";
 import type { Manifest } from "../manifest/manifest.js";
 import type { Store } from "../storage/store.js";
 import {
@@ -39,14 +40,13 @@ export async function authorizeUpdate(
   newTransition: Uint8Array,
   signature: UpdateSignature | undefined,
 ): Promise<void> {
-  const owners = current.WorkloadOwnerKeyDigests;
-  if (owners.length === 0) {
+  if (!hasWorkloadOwners(current)) {
     throw new CoordinatorError("UPDATES_DISABLED", "the current manifest names no workload owner, so it cannot be updated");
   }
   if (signature === undefined) {
     throw new CoordinatorError("UNAUTHORIZED_UPDATE", "an update must be signed by a workload owner of the current manifest");
   }
-  if (!owners.includes(await keyDigest(signature.publicKey))) {
+  if (!(await isWorkloadOwner(current, signature.publicKey))) {
     throw new CoordinatorError("UNAUTHORIZED_UPDATE", "the signing key is not a workload owner of the current manifest");
   }
   if (!(await verifyWorkloadOwner(signature.publicKey, signature.value, updateStatement(id, newTransition)))) {
@@ -83,7 +83,7 @@ export async function authorizeRekey(
   for (const approval of approvals) {
     if (approved.size >= threshold) break;
     if (!owners.has(approval.ownerPublicKey) || approved.has(approval.ownerPublicKey)) continue;
-    if (await verifySeedShareOwner(fromHex(approval.ownerPublicKey), approval.signature, statement)) {
+    if (await verifySeedShareOwner(seedShareOwnerSpki(approval.ownerPublicKey), approval.signature, statement)) {
       approved.add(approval.ownerPublicKey);
     }
   }
@@ -119,7 +119,7 @@ export async function authorizeReset(
   if (!owners.includes(request.ownerPublicKey)) {
     throw new CoordinatorError("RESET_UNAUTHORIZED", "the key is not a seed-share owner of the stored manifest");
   }
-  if (!(await verifySeedShareOwner(fromHex(request.ownerPublicKey), request.signature, recoveryResetStatement(head.name, nonce)))) {
+  if (!(await verifySeedShareOwner(seedShareOwnerSpki(request.ownerPublicKey), request.signature, recoveryResetStatement(head.name, nonce)))) {
     throw new CoordinatorError(
       "RESET_UNAUTHORIZED",
       `the signature does not verify over the reset of attempt ${nonce} of Coordinator ${head.name}`,

@@ -3,6 +3,7 @@ import { bytesEqual, fromBase64, fromHex } from "../encoding.js";
 import { SeedEngine } from "../crypto/seedengine.js";
 import { combineShares, shareCommitment } from "../crypto/seedshares.js";
 import type { SeedShareDocument } from "../crypto/seedshares.js";
+import { NonceBook } from "../attestation/nonces.js";
 import type { Validators } from "../attestation/validator.js";
 import { CoordinatorError } from "../errors.js";
 import { headKey, parseHead } from "../history/head.js";
@@ -76,6 +77,7 @@ export class Coordinator {
   private readonly validators: Validators;
   private readonly now: () => Date;
   private readonly writes = new Mutex();
+  private readonly nonces: NonceBook;
   private readonly recoveryTimeoutMs: number;
   private readonly auditAfterWrites: boolean;
   private state: CoordinatorState;
@@ -94,6 +96,7 @@ export class Coordinator {
     this.now = deps.now ?? (() => new Date());
     this.recoveryTimeoutMs = deps.recoveryTimeoutMs ?? defaultRecoveryTimeoutMs;
     this.auditAfterWrites = deps.auditAfterWrites ?? false;
+    this.nonces = new NonceBook({ now: () => this.now().getTime() });
     this.state = state;
     this.threshold = threshold;
   }
@@ -346,7 +349,16 @@ export class Coordinator {
 
   /** Issues a mesh certificate to an attested workload whose policy is in the current manifest. */
   issueMeshCertificate(input: { publicKey: Uint8Array; evidence: unknown }): Promise<MeshCertificate> {
-    return issueMeshCertificate(this.requireReady(), this.validators, input, this.now());
+    return issueMeshCertificate(this.requireReady(), this.validators, input, this.now(), this.nonces);
+  }
+
+  /**
+   * A fresh attestation nonce for a workload (good for 5 minutes, once); only when ready, since
+   * nothing could be issued otherwise.
+   */
+  attestationNonce(): Promise<string> {
+    this.requireReady();
+    return this.nonces.issue();
   }
 }
 

@@ -5,6 +5,7 @@ import { subtle } from "../crypto/provider.js";
 import type { SeedEngine } from "../crypto/seedengine.js";
 import { validatorFor } from "../attestation/validator.js";
 import type { Validators } from "../attestation/validator.js";
+import type { NonceBook } from "../attestation/nonces.js";
 import { CoordinatorError } from "../errors.js";
 import { generalName } from "../manifest/san.js";
 import type { Ready } from "./ready.js";
@@ -25,10 +26,16 @@ export async function issueMeshCertificate(
   validators: Validators,
   input: { publicKey: Uint8Array; evidence: unknown },
   now: Date,
+  nonces: NonceBook,
 ): Promise<MeshCertificate> {
   const validator = validatorFor(validators, input.evidence);
   const publicKey = await importWorkloadKey(input.publicKey);
-  const { policyHash } = await validator.validate(input.evidence, input.publicKey);
+  const { policyHash } = await validator.validate(input.evidence, {
+    publicKey: input.publicKey,
+    referenceValues: ready.manifest.ReferenceValues,
+    now,
+    consumeNonce: (hex) => nonces.consume(hex),
+  });
   const entry = ready.manifest.Policies[policyHash];
   if (entry === undefined) {
     throw new CoordinatorError("POLICY_NOT_IN_MANIFEST", `policy ${policyHash} is not in the current manifest`);
@@ -43,13 +50,15 @@ export async function issueMeshCertificate(
     },
     now,
   );
-  const secret = await workloadSecret(ready.engine, entry.WorkloadSecretID);
+  // Contrast omits an empty WorkloadSecretID; then the policy hash names the secret.
+  const secretID = entry.WorkloadSecretID ?? policyHash;
+  const secret = await workloadSecret(ready.engine, secretID);
   return {
     certChain: toPem(leaf) + ready.intermediateCA.pem,
     meshCA: ready.meshCA.pem,
     rootCA: ready.rootCA.pem,
     workloadSecret: secret,
-    workloadSecretID: entry.WorkloadSecretID,
+    workloadSecretID: secretID,
     policyHash,
   };
 }

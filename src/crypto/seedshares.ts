@@ -1,7 +1,8 @@
 // Seed shares: the recovery seed (or, with a threshold t > 1, one Shamir share of it) encrypted to each owner, with commitments.
+import { seedShareOwnerSpki } from "./owner-keys.js";
 import { combine, split } from "shamir-secret-sharing";
 import { z } from "zod";
-import { concat, fromBase64, fromHex, toBase64, toHex, utf8 } from "../encoding.js";
+import { concat, fromBase64, toBase64, toHex, utf8 } from "../encoding.js";
 import { CoordinatorError } from "../errors.js";
 import { domainMessage } from "./ca.js";
 import { sha256, subtle } from "./provider.js";
@@ -81,7 +82,7 @@ export async function makeSeedShares(
   for (const [i, ownerPublicKey] of ownerKeys.entries()) {
     const key = await subtle().importKey(
       "spki",
-      fromHex(ownerPublicKey) as BufferSource,
+      seedShareOwnerSpki(ownerPublicKey) as BufferSource,
       { name: "RSA-OAEP", hash: "SHA-256" },
       false,
       ["encrypt"],

@@ -1,9 +1,12 @@
 // The manifest: its zod schema, semantic validation and hashing over the exact bytes received.
+import { seedShareOwnerSpki } from "../crypto/owner-keys.js";
 import { z } from "zod";
 import { fromHex, fromUtf8, toHex } from "../encoding.js";
 import { sha256, subtle } from "../crypto/provider.js";
 import { CoordinatorError } from "../errors.js";
 import { isValidSan } from "./san.js";
+import { snpReferenceValuesSchema } from "../attestation/snp/reference-values.js";
+import { tdxReferenceValuesSchema } from "../attestation/tdx/reference-values.js";
 
 /** A lower-case hex SHA-256 digest. */
 export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a lower-case hex SHA-256 digest");
@@ -23,18 +26,37 @@ export const subjectAltName = z
 export const policyEntrySchema = z
   .object({
     SANs: z.array(subjectAltName).max(64),
-    WorkloadSecretID: z.string().min(1).max(256),
+    /** Names the workload secret; absent, the policy hash names it (Contrast omits it when empty). */
+    WorkloadSecretID: z.string().min(1).max(256).optional(),
+    /** Contrast's role of the workload: `coordinator` marks the Coordinator's own policy. */
+    Role: z.enum(["", "coordinator"]).optional(),
   })
   .strict();
+
+/**
+ * The workload-independent reference values, in Contrast's shape: a list per platform; evidence
+ * passes if it satisfies any one entry of its platform. Absent or empty: that platform admits nothing.
+ */
+export const referenceValuesSchema = z
+  .object({
+    snp: z.array(snpReferenceValuesSchema).max(64).nullable().optional(),
+    tdx: z.array(tdxReferenceValuesSchema).max(64).nullable().optional(),
+  })
+  .strict();
+
+/** The manifest's reference values. */
+export type ReferenceValues = z.infer<typeof referenceValuesSchema>;
 
 /** The manifest document, with Contrast's field names. */
 export const manifestSchema = z
   .object({
     Policies: z.record(sha256Hex, policyEntrySchema),
-    ReferenceValues: z.record(z.string(), z.unknown()).optional(),
+    ReferenceValues: referenceValuesSchema.optional(),
     WorkloadOwnerKeyDigests: z.array(sha256Hex).max(32),
+    /** Workload owners by their public key (hex DER SPKI, ECDSA P-384), as newer Contrast manifests list them, beside the digests. */
+    WorkloadOwnerPubKeys: z.array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo").max(1024)).max(32).optional(),
     SeedshareOwnerPubKeys: z
-      .array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo").max(8192))
+      .array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo or PKCS#1 RSAPublicKey").max(8192))
       .min(1, "at least one seed-share owner is needed, or the Coordinator could never be recovered")
       .max(32),
     Threshold: z
@@ -121,7 +143,7 @@ export async function importSeedShareOwnerKey(hexSpki: string): Promise<CryptoKe
   try {
     key = await subtle().importKey(
       "spki",
-      fromHex(hexSpki) as BufferSource,
+      seedShareOwnerSpki(hexSpki) as BufferSource,
       { name: "RSA-OAEP", hash: "SHA-256" },
       true,
       ["encrypt"],
@@ -149,9 +171,26 @@ export async function importSeedShareOwnerKey(hexSpki: string): Promise<CryptoKe
 /** Parses and fully validates manifest bytes, including the seed-share owner keys, and hashes them. */
 export async function readManifest(bytes: Uint8Array): Promise<ManifestDocument> {
   const manifest = parseManifest(bytes);
-  const owners = new Set(manifest.SeedshareOwnerPubKeys);
+  for (const key of manifest.SeedshareOwnerPubKeys) await importSeedShareOwnerKey(key);
+  // The same key listed twice (also once as SPKI and once as PKCS#1) would get two shares.
+  const owners = new Set(manifest.SeedshareOwnerPubKeys.map((k) => toHex(seedShareOwnerSpki(k))));
   if (owners.size !== manifest.SeedshareOwnerPubKeys.length) {
     throw new CoordinatorError("INVALID_MANIFEST", "SeedshareOwnerPubKeys: the same key is listed twice");
+  }
+  const ownerKeys = manifest.WorkloadOwnerPubKeys ?? [];
+  if (new Set(ownerKeys).size !== ownerKeys.length) {
+    throw new CoordinatorError("INVALID_MANIFEST", "WorkloadOwnerPubKeys: the same key is listed twice");
+  }
+  for (const [i, key] of ownerKeys.entries()) {
+    try {
+      await subtle().importKey("spki", fromHex(key) as BufferSource, { name: "ECDSA", namedCurve: "P-384" }, false, ["verify"]);
+    } catch {
+      throw new CoordinatorError("INVALID_MANIFEST", `WorkloadOwnerPubKeys.${i}: not an ECDSA P-384 public key (hex DER SPKI)`);
+    }
+  }
+  const coordinators = Object.values(manifest.Policies).filter((p) => p.Role === "coordinator").length;
+  if (coordinators > 1) {
+    throw new CoordinatorError("INVALID_MANIFEST", `Policies: ${coordinators} policies have the role coordinator; at most one may`);
   }
   if (new Set(manifest.WorkloadOwnerKeyDigests).size !== manifest.WorkloadOwnerKeyDigests.length) {
     throw new CoordinatorError("INVALID_MANIFEST", "WorkloadOwnerKeyDigests: the same digest is listed twice");
@@ -163,13 +202,22 @@ export async function readManifest(bytes: Uint8Array): Promise<ManifestDocument>
       `Threshold: ${threshold} is more than the ${manifest.SeedshareOwnerPubKeys.length} seed-share owners`,
     );
   }
-  for (const key of manifest.SeedshareOwnerPubKeys) await importSeedShareOwnerKey(key);
   return { bytes, hash: await sha256(bytes), manifest };
 }
 
 /** The policy hashes a manifest references, sorted. */
 export function policyHashes(manifest: Manifest): string[] {
   return Object.keys(manifest.Policies).sort();
+}
+
+/** Whether a manifest names any workload owner (by digest or by key); none makes it final. */
+export function hasWorkloadOwners(manifest: Manifest): boolean {
+  return manifest.WorkloadOwnerKeyDigests.length > 0 || (manifest.WorkloadOwnerPubKeys ?? []).length > 0;
+}
+
+/** Whether the key with this DER SPKI is a workload owner of a manifest: its digest, or the key itself, is listed. */
+export async function isWorkloadOwner(manifest: Manifest, spki: Uint8Array): Promise<boolean> {
+  return manifest.WorkloadOwnerKeyDigests.includes(await keyDigest(spki)) || (manifest.WorkloadOwnerPubKeys ?? []).includes(toHex(spki));
 }
 
 /** The hex SHA-256 of a public key's DER SPKI: how the manifest names workload-owner keys. */

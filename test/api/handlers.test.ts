@@ -686,7 +686,7 @@ describe("POST /v1/mesh/certificate", () => {
       [{ publicKey: edSpki, evidence: evidence(web.hash) }, 400, "INVALID_REQUEST"],
       [{ publicKey: p521Spki, evidence: evidence(web.hash) }, 400, "INVALID_REQUEST"],
       [{ publicKey: "not base64", evidence: evidence(web.hash) }, 400, "INVALID_REQUEST"],
-      [{ publicKey: key }, 400, "INVALID_REQUEST"],
+      [{ publicKey: key }, 401, "ATTESTATION_REQUIRED"],
       [{ evidence: evidence(web.hash) }, 400, "INVALID_REQUEST"],
       [{ publicKey: key, evidence: [] }, 400, "INVALID_REQUEST"],
       [{ publicKey: key, evidence: "insecure-simulated" }, 400, "INVALID_REQUEST"],

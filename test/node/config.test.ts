@@ -13,7 +13,8 @@ describe("parseConfig", () => {
       host: "0.0.0.0",
       store: { kind: "fs", dir: "./data" },
       name: "coordinator",
-      attestation: "none",
+      attestation: [],
+      attestationRootsFile: null,
       tls: null,
       recoveryTimeoutMs: 600_000,
       auditIntervalMs: 60_000,
@@ -65,7 +66,15 @@ describe("parseConfig", () => {
   });
 
   it("switches the simulated validator on only when asked", () => {
-    expect(parseConfig(["--attestation", "insecure-simulated"], {})).toMatchObject({ attestation: "insecure-simulated" });
+    expect(parseConfig(["--attestation", "insecure-simulated"], {})).toMatchObject({ attestation: ["insecure-simulated"] });
+    expect(parseConfig(["--attestation", "sev-snp, tdx"], {})).toMatchObject({ attestation: ["sev-snp", "tdx"], attestationRootsFile: null });
+    expect(parseConfig(["--attestation-roots", "roots.pem"], { CONTRAST_ATTESTATION: "tdx" })).toMatchObject({
+      attestation: ["tdx"],
+      attestationRootsFile: "roots.pem",
+    });
+    for (const bad of ["snp", "sev-snp,,tdx", "", "none,tdx"]) {
+      expect(() => parseConfig(["--attestation", bad], {})).toThrow(/--attestation/);
+    }
   });
 
   it("takes TLS files as a pair", () => {

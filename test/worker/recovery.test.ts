@@ -240,7 +240,7 @@ describe("configuration through vars and bindings", () => {
   beforeAll(async () => {
     w = await startWorkers(join(work, "config"), [
       { name: "defaults", vars: {} },
-      { name: "bad-attestation", vars: { ATTESTATION: "sev-snp" } },
+      { name: "bad-attestation", vars: { ATTESTATION: "snp" } },
       { name: "bad-name", vars: { COORDINATOR_NAME: "Bad_Name" } },
       { name: "unbound", vars: {}, withBinding: false },
     ]);
@@ -254,7 +254,7 @@ describe("configuration through vars and bindings", () => {
   });
 
   it.each([
-    ["bad-attestation", 'ATTESTATION must be none or insecure-simulated, not "sev-snp"'],
+    ["bad-attestation", 'ATTESTATION must be none or a comma-separated list of sev-snp, tdx, insecure-simulated, not "snp"'],
     ["bad-name", "COORDINATOR_NAME must be a lower-case DNS label"],
     ["unbound", "the Durable Object binding COORDINATOR (class CoordinatorObject) is missing"],
   ])("%s: every request answers 500 CONFIG_INVALID with one line, logged once", async (worker, message) => {

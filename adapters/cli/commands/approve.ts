@@ -1,4 +1,5 @@
 // `contrast seedshare approve`: a current seed-share owner verifies the history, shows what manifest.json changes in the owners and threshold, and signs a rekey approval into approvals/.
+import { isSeedShareOwner } from "../../../src/crypto/owner-keys.js";
 import * as fsp from "node:fs/promises";
 import { loadSeedShareOwnerKey } from "../../../src/client/keys.js";
 import { isRekey, makeApproval } from "../../../src/client/update.js";
@@ -69,13 +70,14 @@ export async function seedshareApprove(ctx: Context): Promise<void> {
     await readInput(keyPath, "an approval is signed with a seed-share owner's private key (seedshare-owner.pem or --seedshare-owner-key FILE)"),
     keyShown,
   );
-  const ownerHex = toHex(key.spki);
   const digest = toHex(await sha256(key.spki));
 
   const client = clientOf(ctx);
   const { history, memory } = await fetchVerified(ctx, ws, client);
   const current = history.parsedManifests[history.parsedManifests.length - 1]!;
-  if (!current.SeedshareOwnerPubKeys.includes(ownerHex)) {
+  // The approval names the key exactly as the current manifest lists it (SPKI or PKCS#1 hex).
+  const ownerHex = current.SeedshareOwnerPubKeys.find((k) => isSeedShareOwner(k, key.spki));
+  if (ownerHex === undefined) {
     throw new CliError(
       "NOT_A_SEEDSHARE_OWNER",
       `${keyShown} (sha256 ${digest}) is not a seed-share owner of the Coordinator's current manifest (generation ${history.generation})`,

@@ -1,8 +1,9 @@
 // `contrast seedshare check`: an owner confirms offline that their share in seed-shares.json decrypts with their key and matches its commitment (a workspace without the file fetches it from the Coordinator first).
+import { seedShareOwnerSpki } from "../../../src/crypto/owner-keys.js";
 import { KeyError, checkSeedShareOwnerPublicKey } from "../../../src/client/keys.js";
 import { sha256 } from "../../../src/crypto/provider.js";
 import type { SeedShareDocument } from "../../../src/crypto/seedshares.js";
-import { fromHex, toHex } from "../../../src/encoding.js";
+import { toHex } from "../../../src/encoding.js";
 import { minSeedShareOwnerBits } from "../../../src/manifest/manifest.js";
 import { CliError } from "../errors.js";
 import { clientOf } from "../context.js";
@@ -21,7 +22,7 @@ async function checkOwnerKeys(ws: Workspace, doc: SeedShareDocument, source?: st
     const what = `the owner key of share ${entry.index} in ${docShown}`;
     let bits: number;
     try {
-      bits = await checkSeedShareOwnerPublicKey(fromHex(entry.ownerPublicKey), what);
+      bits = await checkSeedShareOwnerPublicKey(seedShareOwnerSpki(entry.ownerPublicKey), what);
     } catch (err) {
       if (err instanceof KeyError) throw new CliError(err.code === "KEY_WEAK" ? "KEY_WEAK" : "FILE_INVALID", err.message, hint);
       throw err;
@@ -51,7 +52,7 @@ export async function seedshareCheck(ctx: Context): Promise<void> {
   const { doc, entry, share, keyShown } = opened;
   share.fill(0);
   const n = doc.shares.length;
-  const owner = toHex(await sha256(fromHex(entry.ownerPublicKey)));
+  const owner = toHex(await sha256(seedShareOwnerSpki(entry.ownerPublicKey)));
   ctx.out.result({
     ok: true,
     coordinator: doc.coordinator,

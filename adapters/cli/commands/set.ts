@@ -1,4 +1,5 @@
 // `contrast set`: sends manifest.json and its policies (an update signed over a verified base, a rekey with the owners' approvals), then verifies the result before it remembers or keeps anything; after a lost answer it finds out what became of the set.
+import { isSeedShareOwner } from "../../../src/crypto/owner-keys.js";
 import { ClientError } from "../../../src/client/client.js";
 import type { CoordinatorClient, RekeyApproval, SetManifestRequest, SetManifestResponse, StatusResponse } from "../../../src/client/client.js";
 import { KeyError, loadSeedShareOwnerKey, loadWorkloadOwnerKey } from "../../../src/client/keys.js";
@@ -14,7 +15,7 @@ import { sha256 } from "../../../src/crypto/provider.js";
 import { CoordinatorError } from "../../../src/errors.js";
 import { bytesEqual, fromUtf8, toBase64, toHex } from "../../../src/encoding.js";
 import { zeroHash } from "../../../src/history/transition.js";
-import { readManifest } from "../../../src/manifest/manifest.js";
+import { hasWorkloadOwners, isWorkloadOwner, readManifest } from "../../../src/manifest/manifest.js";
 import type { Manifest } from "../../../src/manifest/manifest.js";
 import { CliError, toCliError } from "../errors.js";
 import { clientOf, patiently, stringFlag } from "../context.js";
@@ -55,7 +56,7 @@ export async function set(ctx: Context): Promise<void> {
     if (file === undefined) {
       throw new CliError(
         "POLICY_MISSING",
-        `${manifestPath} references policy ${hash} (workload ${entry.WorkloadSecretID}), but no file in ${ws.show(ws.path(files.policies))}/ has that hash`,
+        `${manifestPath} references policy ${hash} (workload ${entry.WorkloadSecretID ?? entry.SANs[0] ?? hash}), but no file in ${ws.show(ws.path(files.policies))}/ has that hash`,
         "put the policy file there, or run contrast generate to rewrite the manifest from policies/",
       );
     }
@@ -92,10 +93,10 @@ export async function set(ctx: Context): Promise<void> {
     ws.show(keyPath),
   );
   const current = history.parsedManifests[history.parsedManifests.length - 1]!;
-  if (current.WorkloadOwnerKeyDigests.length === 0) {
+  if (!hasWorkloadOwners(current)) {
     throw new CliError("UPDATES_DISABLED", `the Coordinator's manifest (generation ${history.generation}) names no workload owner, so it cannot be updated`, "nothing was changed");
   }
-  if (!current.WorkloadOwnerKeyDigests.includes(owner.digest)) {
+  if (!(await isWorkloadOwner(current, owner.spki))) {
     throw new CliError(
       "UNAUTHORIZED_UPDATE",
       `${ws.show(keyPath)} (sha256 ${owner.digest}) is not a workload owner of the Coordinator's manifest (generation ${history.generation})`,
@@ -540,7 +541,7 @@ async function notOfLostSet(ws: Workspace, doc: SeedShareDocument, name: string,
       if (err instanceof KeyError) return null;
       throw err;
     }
-    if (!doc.shares.some((sh) => sh.ownerPublicKey === toHex(key.spki))) return null;
+    if (!doc.shares.some((sh) => isSeedShareOwner(sh.ownerPublicKey, key.spki))) return null;
     try {
       (await openOwnShare(doc, key)).share.fill(0);
     } catch (err) {

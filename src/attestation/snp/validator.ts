@@ -1,0 +1,60 @@
+// The AMD SEV-SNP validator: evidence bound to the key to certify and a fresh nonce, verified against pinned roots and the manifest's reference values.
+import { z } from "zod";
+import { evidenceBytes, expectedReportData, parseEvidence, verifying } from "../validator.js";
+import type { AttestationContext, AttestationResult, AttestationValidator } from "../validator.js";
+import { amdTrustAnchors } from "./amd-roots.js";
+import type { SnpTrustAnchor } from "./certificates.js";
+import { verifySnpAttestation } from "./verify.js";
+import type { SnpEvidence } from "./verify.js";
+
+/** The evidence type of SEV-SNP workloads. */
+export const snpEvidenceType = "amd-sev-snp";
+
+const b64 = (max: number) => z.string().max(max).regex(/^[A-Za-z0-9+/]*={0,2}$/, "standard base64");
+const certificate = b64(8192);
+
+/** The request's SEV-SNP evidence: the report, the certificates (or the extended report's table), and the nonce it binds. */
+export const snpEvidenceSchema = z
+  .object({
+    type: z.literal(snpEvidenceType),
+    nonce: z.string().max(128),
+    report: b64(2048).describe("the 1184-byte attestation report, base64"),
+    certificates: z
+      .object({ vcek: certificate, vlek: certificate, ask: certificate, asvk: certificate, ark: certificate })
+      .partial()
+      .strict()
+      .optional()
+      .describe("DER certificates, base64: the VCEK or VLEK, and optionally the ASK/ASVK and ARK"),
+    certTable: b64(32 * 1024).optional().describe("the extended report's certificate table, base64"),
+  })
+  .strict();
+
+/**
+ * A SEV-SNP validator over the given roots (AMD's pinned ARKs by default). REPORT_DATA must be
+ * SHA-512(SPKI ‖ nonce), the report must satisfy one `ReferenceValues.snp` entry, and HOST_DATA is
+ * the policy hash.
+ */
+export function snpValidator(trustAnchors: readonly SnpTrustAnchor[] = amdTrustAnchors()): AttestationValidator {
+  return {
+    type: snpEvidenceType,
+    insecure: false,
+    async validate(evidence: unknown, context: AttestationContext): Promise<AttestationResult> {
+      const e = parseEvidence(snpEvidenceSchema, evidence, "SEV-SNP");
+      const nonce = await context.consumeNonce(e.nonce);
+      const input: SnpEvidence = { report: evidenceBytes(e.report, "report") };
+      if (e.certificates !== undefined) {
+        input.certificates = Object.fromEntries(Object.entries(e.certificates).map(([k, v]) => [k, evidenceBytes(v, `certificates.${k}`)]));
+      }
+      if (e.certTable !== undefined) input.certTable = evidenceBytes(e.certTable, "certTable");
+      const { verified } = await verifying(async () =>
+        verifySnpAttestation(input, {
+          trustAnchors,
+          now: context.now,
+          referenceValues: context.referenceValues?.snp ?? [],
+          reportData: await expectedReportData(context.publicKey, nonce),
+        }),
+      );
+      return { policyHash: verified.hostDataHex };
+    },
+  };
+}

@@ -1,0 +1,44 @@
+// The Intel TDX validator: a quote bound to the key to certify and a fresh nonce, verified against the pinned root and the manifest's reference values.
+import { z } from "zod";
+import { evidenceBytes, expectedReportData, parseEvidence, verifying } from "../validator.js";
+import type { AttestationContext, AttestationResult, AttestationValidator } from "../validator.js";
+import { checkReferenceValues } from "./reference-values.js";
+import { verifyTdxQuote } from "./verify.js";
+
+/** The evidence type of TDX workloads. */
+export const tdxEvidenceType = "intel-tdx";
+
+/** The request's TDX evidence: the quote (with its PCK chain) and the nonce it binds. */
+export const tdxEvidenceSchema = z
+  .object({
+    type: z.literal(tdxEvidenceType),
+    nonce: z.string().max(128),
+    quote: z.string().max(48 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/, "standard base64").describe("the TD quote (v4 or v5), base64"),
+  })
+  .strict();
+
+/**
+ * A TDX validator over the given root (Intel's SGX Root CA by default). REPORT_DATA must be
+ * SHA-512(SPKI ‖ nonce), the quote must satisfy one `ReferenceValues.tdx` entry, and MRCONFIGID's
+ * first 32 bytes are the policy hash. No collateral is given, so the TCB status is not checked.
+ */
+export function tdxValidator(trustedRoot?: string | Uint8Array): AttestationValidator {
+  return {
+    type: tdxEvidenceType,
+    insecure: false,
+    async validate(evidence: unknown, context: AttestationContext): Promise<AttestationResult> {
+      const e = parseEvidence(tdxEvidenceSchema, evidence, "TDX");
+      const nonce = await context.consumeNonce(e.nonce);
+      const verified = await verifying(async () => {
+        const quote = await verifyTdxQuote(evidenceBytes(e.quote, "quote"), {
+          now: context.now,
+          ...(trustedRoot === undefined ? {} : { trustedRoot }),
+          expectedReportData: await expectedReportData(context.publicKey, nonce),
+        });
+        checkReferenceValues(quote, context.referenceValues?.tdx ?? []);
+        return quote;
+      });
+      return { policyHash: verified.policyHash };
+    },
+  };
+}
