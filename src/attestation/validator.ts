@@ -4,12 +4,15 @@ import { concat, fromBase64 } from "../encoding.js";
 import { subtle } from "../crypto/provider.js";
 import { CoordinatorError } from "../errors.js";
 import type { ReferenceValues } from "../manifest/manifest.js";
+import type { Claim } from "./claims.js";
 import { AttestationError } from "./errors.js";
 
 /** What a validator concluded from a workload's evidence. */
 export interface AttestationResult {
   /** Hex SHA-256 of the runtime policy the workload runs. */
   policyHash: string;
+  /** The attested claims, to be carried as certificate extensions (none for simulated evidence). */
+  claims?: Claim[];
 }
 
 /** What a validator checks evidence against. */

@@ -6,6 +6,7 @@ import type { SeedEngine } from "../crypto/seedengine.js";
 import { validatorFor } from "../attestation/validator.js";
 import type { Validators } from "../attestation/validator.js";
 import type { NonceBook } from "../attestation/nonces.js";
+import { workloadSecretIdClaim } from "../attestation/claims.js";
 import { CoordinatorError } from "../errors.js";
 import { generalName } from "../manifest/san.js";
 import type { Ready } from "./ready.js";
@@ -30,7 +31,7 @@ export async function issueMeshCertificate(
 ): Promise<MeshCertificate> {
   const validator = validatorFor(validators, input.evidence);
   const publicKey = await importWorkloadKey(input.publicKey);
-  const { policyHash } = await validator.validate(input.evidence, {
+  const { policyHash, claims } = await validator.validate(input.evidence, {
     publicKey: input.publicKey,
     referenceValues: ready.manifest.ReferenceValues,
     now,
@@ -40,6 +41,8 @@ export async function issueMeshCertificate(
   if (entry === undefined) {
     throw new CoordinatorError("POLICY_NOT_IN_MANIFEST", `policy ${policyHash} is not in the current manifest`);
   }
+  // Contrast omits an empty WorkloadSecretID; then the policy hash names the secret.
+  const secretID = entry.WorkloadSecretID ?? policyHash;
   const leaf = await issueLeafDer(
     ready.mesh,
     {
@@ -47,11 +50,11 @@ export async function issueMeshCertificate(
       subjectPublicKeyInfo: input.publicKey,
       sans: entry.SANs.map(generalName),
       commonName: entry.SANs[0] ?? policyHash,
+      // The attested claims and the workload secret ID, under Contrast's OIDs.
+      extensions: [...(claims ?? []), workloadSecretIdClaim(secretID)],
     },
     now,
   );
-  // Contrast omits an empty WorkloadSecretID; then the policy hash names the secret.
-  const secretID = entry.WorkloadSecretID ?? policyHash;
   const secret = await workloadSecret(ready.engine, secretID);
   return {
     certChain: toPem(leaf) + ready.intermediateCA.pem,

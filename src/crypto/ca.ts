@@ -160,6 +160,8 @@ export interface LeafRequest {
   publicKey: CryptoKey;
   sans: GeneralName[];
   commonName: string;
+  /** Further non-critical extensions, e.g. attested claims. */
+  extensions?: readonly { oid: string; value: Uint8Array }[];
 }
 
 /**
@@ -195,6 +197,7 @@ export async function issueLeafDer(
     subjectPublicKeyInfo: spki,
     subjectKeyId: keyId,
     sans: request.sans,
+    ...(request.extensions === undefined ? {} : { extensions: request.extensions }),
   });
 }
 

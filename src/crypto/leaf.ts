@@ -68,6 +68,8 @@ export interface LeafFields {
   subjectKeyId: Uint8Array;
   /** DNS names and IP addresses, in order; no subjectAltName extension when empty. */
   sans: readonly GeneralName[];
+  /** Further non-critical extensions (OID and the DER of the value), after the standard ones. */
+  extensions?: readonly { oid: string; value: Uint8Array }[];
 }
 
 /** The DER SubjectPublicKeyInfo of an uncompressed EC point on a named curve, up to the point: what WebCrypto exports. */
@@ -177,6 +179,7 @@ export function leafTbs(template: LeafTemplate, fields: LeafFields): Uint8Array 
     template.authorityKeyIdentifier,
   ];
   if (fields.sans.length > 0) extensions.push(extension("2.5.29.17", false, generalNames(fields.sans)));
+  for (const e of fields.extensions ?? []) extensions.push(extension(e.oid, false, e.value));
   return sequence(
     version3,
     integer(fields.serialNumber),

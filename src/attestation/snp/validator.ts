@@ -5,7 +5,10 @@ import type { AttestationContext, AttestationResult, AttestationValidator } from
 import { amdTrustAnchors } from "./amd-roots.js";
 import type { SnpTrustAnchor } from "./certificates.js";
 import { verifySnpAttestation } from "./verify.js";
-import type { SnpEvidence } from "./verify.js";
+import type { SnpEvidence, SnpVerifiedReport } from "./verify.js";
+import type { SnpTcb } from "./report.js";
+import { booleanClaim, bytesClaim, integerClaim, snpClaimsArc } from "../claims.js";
+import type { Claim } from "../claims.js";
 
 /** The evidence type of SEV-SNP workloads. */
 export const snpEvidenceType = "amd-sev-snp";
@@ -28,6 +31,44 @@ export const snpEvidenceSchema = z
     certTable: b64(32 * 1024).optional().describe("the extended report's certificate table, base64"),
   })
   .strict();
+
+/** The report's claims under Contrast's SEV-SNP arc (1.3.9901.2.1.n, n as Contrast numbers them). */
+export function snpClaims(verified: SnpVerifiedReport): Claim[] {
+  const r = verified.report;
+  const p = verified.policy;
+  const arc = (n: number) => `${snpClaimsArc}.${n}`;
+  const tcb = (first: number, t: SnpTcb) => [
+    integerClaim(arc(first), t.bootloader),
+    integerClaim(arc(first + 1), t.snp),
+    integerClaim(arc(first + 2), t.tee),
+    integerClaim(arc(first + 3), t.microcode),
+  ];
+  return [
+    integerClaim(arc(1), r.version),
+    integerClaim(arc(2), r.guestSvn),
+    integerClaim(arc(3), p.abiMajor),
+    integerClaim(arc(4), p.abiMinor),
+    booleanClaim(arc(5), p.debug),
+    booleanClaim(arc(6), p.migrateMa),
+    booleanClaim(arc(7), p.smt),
+    booleanClaim(arc(8), p.singleSocket),
+    bytesClaim(arc(9), r.familyId),
+    bytesClaim(arc(10), r.imageId),
+    integerClaim(arc(11), r.vmpl),
+    ...tcb(12, verified.tcb.current),
+    bytesClaim(arc(21), r.reportData),
+    bytesClaim(arc(22), r.measurement),
+    bytesClaim(arc(23), r.hostData),
+    bytesClaim(arc(24), r.idKeyDigest),
+    bytesClaim(arc(25), r.authorKeyDigest),
+    bytesClaim(arc(26), r.reportId),
+    bytesClaim(arc(27), r.reportIdMa),
+    ...tcb(28, verified.tcb.reported),
+    bytesClaim(arc(32), r.chipId),
+    ...tcb(33, verified.tcb.committed),
+    ...tcb(43, verified.tcb.launch),
+  ];
+}
 
 /**
  * A SEV-SNP validator over the given roots (AMD's pinned ARKs by default). REPORT_DATA must be
@@ -54,7 +95,7 @@ export function snpValidator(trustAnchors: readonly SnpTrustAnchor[] = amdTrustA
           reportData: await expectedReportData(context.publicKey, nonce),
         }),
       );
-      return { policyHash: verified.hostDataHex };
+      return { policyHash: verified.hostDataHex, claims: snpClaims(verified) };
     },
   };
 }

@@ -4,6 +4,9 @@ import { evidenceBytes, expectedReportData, parseEvidence, verifying } from "../
 import type { AttestationContext, AttestationResult, AttestationValidator } from "../validator.js";
 import { checkReferenceValues } from "./reference-values.js";
 import { verifyTdxQuote } from "./verify.js";
+import type { VerifiedTdxQuote } from "./verify.js";
+import { bytesClaim, integerClaim, tdxClaimsArc } from "../claims.js";
+import type { Claim } from "../claims.js";
 
 /** The evidence type of TDX workloads. */
 export const tdxEvidenceType = "intel-tdx";
@@ -16,6 +19,30 @@ export const tdxEvidenceSchema = z
     quote: z.string().max(48 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/, "standard base64").describe("the TD quote (v4 or v5), base64"),
   })
   .strict();
+
+/** The quote's TD report claims under Contrast's TDX arc (1.3.9901.2.2.n, n as Contrast numbers them). */
+export function tdxClaims(verified: VerifiedTdxQuote): Claim[] {
+  const f = verified.fields;
+  const arc = (n: number) => `${tdxClaimsArc}.${n}`;
+  return [
+    integerClaim(arc(1), verified.version),
+    bytesClaim(arc(8), f.tee_tcb_svn),
+    bytesClaim(arc(9), f.mrseam),
+    bytesClaim(arc(10), f.mrsignerseam),
+    bytesClaim(arc(11), f.seam_attributes),
+    bytesClaim(arc(12), f.td_attributes),
+    bytesClaim(arc(13), f.xfam),
+    bytesClaim(arc(14), f.mrtd),
+    bytesClaim(arc(15), f.mrconfigid),
+    bytesClaim(arc(16), f.mrowner),
+    bytesClaim(arc(17), f.mrownerconfig),
+    bytesClaim(arc(18), f.rtmr0),
+    bytesClaim(arc(19), f.rtmr1),
+    bytesClaim(arc(20), f.rtmr2),
+    bytesClaim(arc(21), f.rtmr3),
+    bytesClaim(arc(22), f.report_data),
+  ];
+}
 
 /**
  * A TDX validator over the given root (Intel's SGX Root CA by default). REPORT_DATA must be
@@ -38,7 +65,7 @@ export function tdxValidator(trustedRoot?: string | Uint8Array): AttestationVali
         checkReferenceValues(quote, context.referenceValues?.tdx ?? []);
         return quote;
       });
-      return { policyHash: verified.policyHash };
+      return { policyHash: verified.policyHash, claims: tdxClaims(verified) };
     },
   };
 }
