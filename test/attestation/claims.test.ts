@@ -15,7 +15,7 @@ import { vector, vectorTime } from "./tdx-helpers.js";
 
 /** The DER of each extension's value in a certificate, by OID. */
 function extensionValues(der: Uint8Array): Map<string, string> {
-  const cert = new x509.X509Certificate(der);
+  const cert = new x509.X509Certificate(der as Uint8Array<ArrayBuffer>);
   return new Map(cert.extensions.map((e) => [e.type, toHex(new Uint8Array(e.value))]));
 }
 
