@@ -19,6 +19,19 @@ const ecdsaWithSha256Oid = "1.2.840.10045.4.3.2";
 /** The ASN.1 structures decodeCertificates parsed, to check signatures without parsing twice. */
 const parsedCertificates = new WeakMap<x509.X509Certificate, Certificate>();
 
+/** ECDSA P-256 verify keys already imported from certificates (a certificate object's key never changes). */
+const verifyKeys = new WeakMap<x509.X509Certificate, CryptoKey>();
+
+/** The certificate's public key as a WebCrypto ECDSA P-256 verify key, imported once per certificate object. */
+export async function verifyKeyOf(certificate: x509.X509Certificate): Promise<CryptoKey> {
+  let key = verifyKeys.get(certificate);
+  if (key === undefined) {
+    key = await certificate.publicKey.export(p256, ["verify"]);
+    verifyKeys.set(certificate, key);
+  }
+  return key;
+}
+
 /** Common names Intel gives the certificates of its chains. */
 export const intelNames = {
   root: "Intel SGX Root CA",
@@ -41,6 +54,14 @@ export function decodeCertificates(
   what: string,
   options: { canonical: boolean } = { canonical: true },
 ): x509.X509Certificate[] {
+  return decodePem(text, code, what, options).map((der, i) => parseCertificate(der, code, `certificate ${i} of ${what}`));
+}
+
+/**
+ * The DER blocks of a PEM certificate chain, with decodeCertificates' rules for the text (canonical
+ * unless `canonical: false`, at least one block); the DER itself is not parsed here.
+ */
+export function decodePem(text: string, code: AttestationErrorCode, what: string, options: { canonical: boolean } = { canonical: true }): ArrayBuffer[] {
   const body = text.endsWith("\0") ? text.slice(0, -1) : text;
   let ders: ArrayBuffer[];
   try {
@@ -52,21 +73,24 @@ export function decodeCertificates(
   if (ders.length === 0 || (options.canonical && canonical !== body)) {
     throw new AttestationError(code, `${what} is not a canonical PEM certificate chain`);
   }
-  return ders.map((der, i) => {
-    try {
-      const asn = AsnConvert.parse(der, Certificate);
-      const certificate = new x509.X509Certificate(asn);
-      parsedCertificates.set(certificate, asn);
-      // rawData is the re-encoding of the parsed structure: it must be the DER we were given.
-      if (!bytesEqual(new Uint8Array(certificate.rawData), new Uint8Array(der))) throw new Error("not DER");
-      // Parse now what @peculiar/x509 would otherwise parse lazily, so damage shows here.
-      void [certificate.subjectName, certificate.issuerName, certificate.extensions, certificate.publicKey.algorithm];
-      void [certificate.signatureAlgorithm, certificate.notBefore, certificate.notAfter, certificate.serialNumber];
-      return certificate;
-    } catch (err) {
-      throw new AttestationError(code, `certificate ${i} of ${what} is not a DER X.509 certificate`, { cause: err });
-    }
-  });
+  return ders;
+}
+
+/** Parses one DER certificate strictly (it must re-encode to the same bytes); throws `code` naming `what` otherwise. */
+export function parseCertificate(der: ArrayBuffer, code: AttestationErrorCode, what: string): x509.X509Certificate {
+  try {
+    const asn = AsnConvert.parse(der, Certificate);
+    const certificate = new x509.X509Certificate(asn);
+    parsedCertificates.set(certificate, asn);
+    // rawData is the re-encoding of the parsed structure: it must be the DER we were given.
+    if (!bytesEqual(new Uint8Array(certificate.rawData), new Uint8Array(der))) throw new Error("not DER");
+    // Parse now what @peculiar/x509 would otherwise parse lazily, so damage shows here.
+    void [certificate.subjectName, certificate.issuerName, certificate.extensions, certificate.publicKey.algorithm];
+    void [certificate.signatureAlgorithm, certificate.notBefore, certificate.notAfter, certificate.serialNumber];
+    return certificate;
+  } catch (err) {
+    throw new AttestationError(code, `${what} is not a DER X.509 certificate`, { cause: err });
+  }
 }
 
 /** Loads a pinned root from PEM or DER and returns it with its SHA-256 fingerprint. */
@@ -122,7 +146,7 @@ export async function checkIssuedBy(
   if (signature === null) throw new AttestationError(code, `${what}: the signature is not a DER ECDSA-Sig-Value with SHA-256`);
   let valid: boolean;
   try {
-    const key = await issuer.publicKey.export(p256, ["verify"]);
+    const key = await verifyKeyOf(issuer);
     valid = await subtle().verify(ecdsaSha256, key, signature.value as BufferSource, signature.signed as BufferSource);
   } catch {
     valid = false;

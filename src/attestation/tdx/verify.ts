@@ -33,13 +33,15 @@ import {
   checkIssuedBy,
   checkValidAt,
   commonName,
-  decodeCertificates,
+  decodePem,
   ecdsaSha256,
   hasFingerprint,
   intelNames,
   isLeaf,
   loadRoot,
   p256,
+  parseCertificate,
+  verifyKeyOf,
 } from "./certs.js";
 import { intelSgxRootCaPem } from "./intel-root.js";
 import { readPckExtensions } from "./pck.js";
@@ -142,43 +144,121 @@ function fieldsOf(quote: TdxQuote): TdxFields {
   return fields;
 }
 
-/** Checks the PCK chain carried in the quote and returns leaf, intermediate and root. */
-async function verifyPckChain(
-  quote: TdxQuote,
-  root: { sha256: Uint8Array },
-  now: Date,
-): Promise<[x509.X509Certificate, x509.X509Certificate, x509.X509Certificate]> {
+/** A PCK chain that passed every check but validity (which is checked at each call's `now`). */
+interface VerifiedPckChain {
+  leaf: x509.X509Certificate;
+  intermediate: x509.X509Certificate;
+  root: x509.X509Certificate;
+  /** The leaf's SGX extension; handed out as copies. */
+  extensions: PckExtensions;
+}
+
+/** A pinned root and a PCK CA it signed, both checked (names, algorithms, CA flags, signatures); validity is checked per call. */
+interface VerifiedPckIssuer {
+  intermediate: x509.X509Certificate;
+  root: x509.X509Certificate;
+}
+
+/** How many verified chains and verified issuers are kept (each map; oldest first out). */
+const chainCacheSize = 32;
+
+/**
+ * PCK chains that passed, keyed by the pinned root's SHA-256 and the SHA-256 of the chain's exact
+ * bytes in the quote. Only successes are stored, so a chain refused once is checked in full again.
+ * A quote's own signatures, QE report and REPORT_DATA are never cached.
+ */
+const chainCache = new Map<string, VerifiedPckChain>();
+
+/**
+ * Issuer parts (root → PCK CA) that passed, keyed by the SHA-256 of the root's DER (which must be
+ * the pinned root's) and of the PCK CA's DER: a new leaf under a known CA costs one parse and one
+ * signature check. Only successes are stored.
+ */
+const issuerCache = new Map<string, VerifiedPckIssuer>();
+
+function remember<T>(cache: Map<string, T>, key: string, value: T): void {
+  cache.delete(key);
+  cache.set(key, value);
+  if (cache.size > chainCacheSize) cache.delete(cache.keys().next().value!);
+}
+
+/** Checks the PCK chain carried in the quote and returns leaf, intermediate, root and the leaf's SGX extension. */
+async function verifyPckChain(quote: TdxQuote, root: { sha256: Uint8Array }, now: Date): Promise<VerifiedPckChain> {
+  const chainKey = `${toHex(root.sha256)}|${toHex(await sha256(quote.pckCertChain))}`;
+  const hit = chainCache.get(chainKey);
+  if (hit !== undefined) {
+    // The same bytes passed every other check before; validity depends on `now`.
+    checkValidAt([hit.leaf, hit.intermediate, hit.root], now, "TDX_CERTIFICATE_EXPIRED", "PCK chain");
+    return { ...hit, extensions: structuredClone(hit.extensions) };
+  }
+  const verified = await verifyPckChainUncached(quote, root, now);
+  remember(chainCache, chainKey, verified);
+  return { ...verified, extensions: structuredClone(verified.extensions) };
+}
+
+/** The full check of a PCK chain (the issuer part may come from issuerCache); throws the code of the first failure. */
+async function verifyPckChainUncached(quote: TdxQuote, root: { sha256: Uint8Array }, now: Date): Promise<VerifiedPckChain> {
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(quote.pckCertChain);
   } catch (err) {
     throw new AttestationError("TDX_CERTIFICATE_MALFORMED", "the PCK certificate chain is not text", { cause: err });
   }
-  const certs = decodeCertificates(text, "TDX_CERTIFICATE_MALFORMED", "the PCK certificate chain");
-  if (certs.length !== 3) {
-    throw new AttestationError("TDX_CERTIFICATE_MALFORMED", `the PCK certificate chain has ${certs.length} certificates, not 3`);
+  const what = "the PCK certificate chain";
+  const ders = decodePem(text, "TDX_CERTIFICATE_MALFORMED", what);
+  if (ders.length !== 3) {
+    throw new AttestationError("TDX_CERTIFICATE_MALFORMED", `the PCK certificate chain has ${ders.length} certificates, not 3`);
   }
-  const [leaf, intermediate, rootCert] = certs as [x509.X509Certificate, x509.X509Certificate, x509.X509Certificate];
-  if (!(await hasFingerprint(rootCert, root.sha256))) {
-    throw new AttestationError("TDX_ROOT_NOT_PINNED", "the PCK chain does not end in the pinned root certificate");
+  const [leafDer, intermediateDer, rootDer] = ders as [ArrayBuffer, ArrayBuffer, ArrayBuffer];
+  const leaf = parseCertificate(leafDer, "TDX_CERTIFICATE_MALFORMED", `certificate 0 of ${what}`);
+  const rootSha256 = await sha256(new Uint8Array(rootDer));
+  const issuerKey = `${toHex(rootSha256)}|${toHex(await sha256(new Uint8Array(intermediateDer)))}`;
+  let issuer = bytesEqual(rootSha256, root.sha256) ? issuerCache.get(issuerKey) : undefined;
+  if (issuer === undefined) {
+    const intermediate = parseCertificate(intermediateDer, "TDX_CERTIFICATE_MALFORMED", `certificate 1 of ${what}`);
+    const rootCert = parseCertificate(rootDer, "TDX_CERTIFICATE_MALFORMED", `certificate 2 of ${what}`);
+    if (!(await hasFingerprint(rootCert, root.sha256))) {
+      throw new AttestationError("TDX_ROOT_NOT_PINNED", "the PCK chain does not end in the pinned root certificate");
+    }
+    const intermediateName = commonName(intermediate);
+    if (commonName(rootCert) !== intelNames.root || (intermediateName !== intelNames.platformCa && intermediateName !== intelNames.processorCa)) {
+      throw new AttestationError("TDX_CHAIN_INVALID", "the PCK chain does not have Intel's shape (root CA, PCK platform/processor CA, PCK leaf)");
+    }
+    checkLeafShape(leaf);
+    await checkIssuedBy(rootCert, rootCert, "TDX_CHAIN_INVALID", "root CA");
+    await checkIssuedBy(intermediate, rootCert, "TDX_CHAIN_INVALID", "PCK CA");
+    issuer = { intermediate, root: rootCert };
+    remember(issuerCache, issuerKey, issuer);
+  } else {
+    checkLeafShape(leaf);
   }
-  const intermediateName = commonName(intermediate);
-  if (
-    commonName(rootCert) !== intelNames.root ||
-    (intermediateName !== intelNames.platformCa && intermediateName !== intelNames.processorCa) ||
-    commonName(leaf) !== intelNames.pck ||
-    !isLeaf(leaf)
-  ) {
+  await checkIssuedBy(leaf, issuer.intermediate, "TDX_CHAIN_INVALID", "PCK certificate");
+  checkValidAt([leaf, issuer.intermediate, issuer.root], now, "TDX_CERTIFICATE_EXPIRED", "PCK chain");
+  const extensions = readPckExtensions(leaf);
+  return { leaf, intermediate: issuer.intermediate, root: issuer.root, extensions };
+}
+
+function checkLeafShape(leaf: x509.X509Certificate): void {
+  if (commonName(leaf) !== intelNames.pck || !isLeaf(leaf)) {
     throw new AttestationError("TDX_CHAIN_INVALID", "the PCK chain does not have Intel's shape (root CA, PCK platform/processor CA, PCK leaf)");
   }
-  await checkIssuedBy(rootCert, rootCert, "TDX_CHAIN_INVALID", "root CA");
-  await checkIssuedBy(intermediate, rootCert, "TDX_CHAIN_INVALID", "PCK CA");
-  await checkIssuedBy(leaf, intermediate, "TDX_CHAIN_INVALID", "PCK certificate");
-  checkValidAt([leaf, intermediate, rootCert], now, "TDX_CERTIFICATE_EXPIRED", "PCK chain");
-  return [leaf, intermediate, rootCert];
 }
 
 let intelRoot: ReturnType<typeof loadRoot> | undefined;
+
+/** Roots given as `trustedRoot`, loaded (parsed and fingerprinted) once; keyed by the PEM text or the hex DER. */
+const loadedRoots = new Map<string, Promise<{ sha256: Uint8Array }>>();
+
+function trustedRootFor(trustedRoot: string | Uint8Array): Promise<{ sha256: Uint8Array }> {
+  const key = typeof trustedRoot === "string" ? `pem:${trustedRoot}` : `der:${toHex(trustedRoot)}`;
+  const hit = loadedRoots.get(key);
+  if (hit !== undefined) return hit;
+  const pending = loadRoot(trustedRoot).then((r) => ({ sha256: r.sha256 }));
+  loadedRoots.set(key, pending);
+  pending.catch(() => loadedRoots.delete(key));
+  if (loadedRoots.size > 8) loadedRoots.delete(loadedRoots.keys().next().value!);
+  return pending;
+}
 
 async function verifySignature(publicKey: CryptoKey, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
   try {
@@ -196,12 +276,11 @@ export async function verifyTdxQuote(raw: Uint8Array, options: TdxVerifyOptions 
   const now = options.now ?? new Date();
   if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw new TypeError("verifyTdxQuote: `now` must be a valid Date");
   const quote = parseTdxQuote(raw);
-  const root = options.trustedRoot === undefined ? await (intelRoot ??= loadRoot(intelSgxRootCaPem)) : await loadRoot(options.trustedRoot);
+  const root = options.trustedRoot === undefined ? await (intelRoot ??= loadRoot(intelSgxRootCaPem)) : await trustedRootFor(options.trustedRoot);
 
-  const [leaf, intermediate, rootCert] = await verifyPckChain(quote, root, now);
-  const extensions = readPckExtensions(leaf);
+  const { leaf, intermediate, root: rootCert, extensions } = await verifyPckChain(quote, root, now);
 
-  const pckKey = await leaf.publicKey.export(p256, ["verify"]);
+  const pckKey = await verifyKeyOf(leaf);
   if (!(await verifySignature(pckKey, quote.qeReportSignature, quote.qeReport.raw))) {
     throw new AttestationError("TDX_QE_REPORT_SIGNATURE_INVALID", "the QE report signature does not verify with the PCK key");
   }
