@@ -326,12 +326,23 @@ async function checkSignedBy(
   checkCriticalExtensions(cert, what);
 }
 
-function checkValidity(cert: ParsedCertificate, what: string, now: Date): void {
-  if (now.getTime() < cert.x509.notBefore.getTime()) {
-    throw fail("SNP_CERTIFICATE_NOT_YET_VALID", `the ${what} certificate is valid from ${cert.x509.notBefore.toISOString()}`);
+/** A certificate's validity period, in milliseconds since the epoch. */
+interface Validity {
+  what: string;
+  notBefore: number;
+  notAfter: number;
+}
+
+function validityOf(cert: ParsedCertificate, what: string): Validity {
+  return { what, notBefore: cert.x509.notBefore.getTime(), notAfter: cert.x509.notAfter.getTime() };
+}
+
+function checkValidity(validity: Validity, now: Date): void {
+  if (now.getTime() < validity.notBefore) {
+    throw fail("SNP_CERTIFICATE_NOT_YET_VALID", `the ${validity.what} certificate is valid from ${new Date(validity.notBefore).toISOString()}`);
   }
-  if (now.getTime() > cert.x509.notAfter.getTime()) {
-    throw fail("SNP_CERTIFICATE_EXPIRED", `the ${what} certificate expired on ${cert.x509.notAfter.toISOString()}`);
+  if (now.getTime() > validity.notAfter) {
+    throw fail("SNP_CERTIFICATE_EXPIRED", `the ${validity.what} certificate expired on ${new Date(validity.notAfter).toISOString()}`);
   }
 }
 
@@ -352,11 +363,21 @@ export interface SnpCertificates {
   ark?: CertificateInput;
 }
 
-/** What a verified chain establishes. */
+/** The VCEK/VLEK of a verified chain. */
+export interface VerifiedEndorsement {
+  /** Its DER. */
+  der: Uint8Array;
+  /** SHA-256 of its DER, lower-case hex. */
+  sha256: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/** What a verified chain establishes; each call gets its own copy (the chain cache keeps the original). */
 export interface VerifiedChain {
   product: SnpProduct;
   signer: SnpSigningKey;
-  endorsement: ParsedCertificate;
+  endorsement: VerifiedEndorsement;
   extensions: EndorsementExtensions;
   /** The VCEK/VLEK public key (ECDSA P-384), to verify the report with. */
   endorsementKey: CryptoKey;
@@ -441,6 +462,115 @@ async function cachedIssuer(
   return pending;
 }
 
+/** A verified chain as the cache keeps it: never handed out, only copies of it. */
+interface CachedChain {
+  product: SnpProduct;
+  signer: SnpSigningKey;
+  endorsement: { der: Uint8Array; sha256: string; notBefore: number; notAfter: number };
+  extensions: EndorsementExtensions;
+  endorsementKey: CryptoKey;
+  arkSha256: string;
+  /** ARK, ASK/ASVK and VCEK/VLEK, in the order they are checked against `now`. */
+  validity: Validity[];
+}
+
+/**
+ * Fully verified chains, keyed by the SHA-256 of everything the chain check reads except the time:
+ * the signer, the exact VCEK/VLEK, issuer and ARK inputs of the evidence, and the exact bytes of every
+ * pinned anchor. Only successes are kept (at most 64, the oldest dropped first); validity is checked
+ * against `now` on every call, and nothing about a report is kept.
+ */
+const chainCache = new Map<string, CachedChain>();
+const chainCacheSize = 64;
+
+/** The inputs of one chain check, copied once so that the key and the check read the same bytes. */
+interface ChainInputs {
+  key: Uint8Array;
+  certificates: SnpCertificates;
+  anchors: SnpTrustAnchor[];
+}
+
+/**
+ * Copies the chain check's inputs into one length-prefixed buffer (its SHA-256 is the cache key) and
+ * returns views into that buffer to check. Null for inputs of the wrong type, which are left to the check to refuse.
+ */
+function chainInputs(certificates: SnpCertificates, signer: SnpSigningKey, anchors: readonly SnpTrustAnchor[]): ChainInputs | null {
+  const text = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  // Each field: a one-byte tag (0 absent, 1 bytes, 2 PEM text), a 4-byte length, the bytes.
+  const field = (value: unknown): boolean => {
+    let tag: number;
+    let bytes: Uint8Array;
+    if (value === undefined) [tag, bytes] = [0, new Uint8Array(0)];
+    else if (value instanceof Uint8Array) [tag, bytes] = [1, value];
+    else if (typeof value === "string") [tag, bytes] = [2, text.encode(value)];
+    else return false;
+    const head = new Uint8Array(5);
+    head[0] = tag;
+    new DataView(head.buffer).setUint32(1, bytes.length);
+    parts.push(head, bytes);
+    return true;
+  };
+  const leaf = signer === "vcek" ? certificates.vcek : certificates.vlek;
+  const intermediate = signer === "vcek" ? certificates.ask : certificates.asvk;
+  const ok =
+    field(signer) &&
+    field(leaf) &&
+    field(intermediate) &&
+    field(certificates.ark) &&
+    field(String(anchors.length)) &&
+    anchors.every((a) => {
+      const issuer = signer === "vcek" ? a.ask : a.asvk;
+      if (!(a.ark instanceof Uint8Array) || !(issuer === undefined || issuer instanceof Uint8Array)) return false;
+      return field(String(a.product)) && field(a.ark) && field(issuer);
+    });
+  if (!ok) return null;
+  const key = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  const views: Uint8Array[] = [];
+  let at = 0;
+  for (const p of parts) {
+    key.set(p, at);
+    views.push(key.subarray(at, at + p.length));
+    at += p.length;
+  }
+  // views alternate head, bytes: the n-th field's bytes are views[2n + 1].
+  const copy = (n: number, value: unknown): CertificateInput | undefined =>
+    value === undefined ? undefined : typeof value === "string" ? value : views[2 * n + 1]!;
+  const copied: SnpCertificates = {};
+  const leafCopy = copy(1, leaf);
+  const intermediateCopy = copy(2, intermediate);
+  const arkCopy = copy(3, certificates.ark);
+  if (leafCopy !== undefined) copied[signer] = leafCopy;
+  if (intermediateCopy !== undefined) copied[signer === "vcek" ? "ask" : "asvk"] = intermediateCopy;
+  if (arkCopy !== undefined) copied.ark = arkCopy;
+  const copiedAnchors = anchors.map((a, i): SnpTrustAnchor => {
+    const base = 5 + 3 * i;
+    const issuer = copy(base + 2, signer === "vcek" ? a.ask : a.asvk) as Uint8Array | undefined;
+    return {
+      product: a.product,
+      ark: views[2 * (base + 1) + 1]!,
+      ...(issuer === undefined ? {} : signer === "vcek" ? { ask: issuer } : { asvk: issuer }),
+    };
+  });
+  return { key, certificates: copied, anchors: copiedAnchors };
+}
+
+function copyChain(chain: CachedChain): VerifiedChain {
+  return {
+    product: chain.product,
+    signer: chain.signer,
+    endorsement: {
+      der: chain.endorsement.der.slice(),
+      sha256: chain.endorsement.sha256,
+      notBefore: new Date(chain.endorsement.notBefore),
+      notAfter: new Date(chain.endorsement.notAfter),
+    },
+    extensions: { ...chain.extensions, hwid: chain.extensions.hwid === null ? null : chain.extensions.hwid.slice() },
+    endorsementKey: chain.endorsementKey,
+    arkSha256: chain.arkSha256,
+  };
+}
+
 /**
  * Verifies ARK → ASK → VCEK (or ARK → ASVK → VLEK) at `now`, with the ARK pinned per product. The
  * product comes from the VCEK/VLEK; the anchors of that product are the only roots tried. Codes:
@@ -448,6 +578,9 @@ async function cachedIssuer(
  * or an evidence ARK that is not byte-identical to a pinned one), SNP_CHAIN_INVALID (a signature,
  * algorithm, name or CA flag is wrong), SNP_PRODUCT_MISMATCH (the ARK/ASK names another product),
  * SNP_CERTIFICATE_EXPIRED / SNP_CERTIFICATE_NOT_YET_VALID.
+ *
+ * A chain verified before with the very same inputs (see `chainCache`) is not checked again, except
+ * for the validity of its three certificates at `now`.
  */
 export async function verifySnpChain(
   certificates: SnpCertificates,
@@ -455,6 +588,26 @@ export async function verifySnpChain(
   anchors: readonly SnpTrustAnchor[],
   now: Date,
 ): Promise<VerifiedChain> {
+  const inputs = chainInputs(certificates, signer, anchors);
+  if (inputs === null) return copyChain(await verifyChainUncached(certificates, signer, anchors, now));
+  const key = await sha256Hex(inputs.key);
+  const hit = chainCache.get(key);
+  if (hit !== undefined) {
+    for (const validity of hit.validity) checkValidity(validity, now);
+    return copyChain(hit);
+  }
+  const chain = await verifyChainUncached(inputs.certificates, signer, inputs.anchors, now);
+  chainCache.set(key, chain);
+  if (chainCache.size > chainCacheSize) chainCache.delete(chainCache.keys().next().value!);
+  return copyChain(chain);
+}
+
+async function verifyChainUncached(
+  certificates: SnpCertificates,
+  signer: SnpSigningKey,
+  anchors: readonly SnpTrustAnchor[],
+  now: Date,
+): Promise<CachedChain> {
   const leafInput = signer === "vcek" ? certificates.vcek : certificates.vlek;
   if (leafInput === undefined) {
     throw fail("SNP_CERTIFICATE_MISSING", `the report is signed by a ${signer.toUpperCase()}, and the evidence has none`);
@@ -502,9 +655,8 @@ export async function verifySnpChain(
     }
     if (signer === "vcek" && extensions.hwid === null) throw fail("SNP_CERTIFICATE_MALFORMED", "the VCEK has no hwID");
     if (signer === "vlek" && extensions.cspId === null) throw fail("SNP_CERTIFICATE_MALFORMED", "the VLEK has no cspId");
-    checkValidity(issuer.ark, "ARK", now);
-    checkValidity(issuer.intermediate, interName, now);
-    checkValidity(endorsement, leafName, now);
+    const validity = [validityOf(issuer.ark, "ARK"), validityOf(issuer.intermediate, interName), validityOf(endorsement, leafName)];
+    for (const v of validity) checkValidity(v, now);
 
     let endorsementKey: CryptoKey;
     try {
@@ -518,7 +670,20 @@ export async function verifySnpChain(
     } catch (err) {
       throw fail("SNP_CERTIFICATE_MALFORMED", `the ${leafName} key is not an ECDSA P-384 key`, err);
     }
-    return { product, signer, endorsement, extensions, endorsementKey, arkSha256: pin.sha256 };
+    return {
+      product,
+      signer,
+      endorsement: {
+        der: endorsement.der.slice(),
+        sha256: await sha256Hex(endorsement.der),
+        notBefore: validity[2]!.notBefore,
+        notAfter: validity[2]!.notAfter,
+      },
+      extensions,
+      endorsementKey,
+      arkSha256: pin.sha256,
+      validity,
+    };
   }
   throw lastError ?? fail("SNP_CHAIN_INVALID", "no pinned root verifies the chain");
 }

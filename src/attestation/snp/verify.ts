@@ -192,9 +192,9 @@ export async function verifySnpReport(evidence: SnpEvidence, options: SnpVerifyO
     tcb,
     endorsement: {
       extensions: ext,
-      notBefore: chain.endorsement.x509.notBefore,
-      notAfter: chain.endorsement.x509.notAfter,
-      sha256: toHex(new Uint8Array(await subtle().digest("SHA-256", chain.endorsement.der as BufferSource))),
+      notBefore: chain.endorsement.notBefore,
+      notAfter: chain.endorsement.notAfter,
+      sha256: chain.endorsement.sha256,
     },
     arkSha256: chain.arkSha256,
     hostDataHex: toHex(report.hostData),
