@@ -14,6 +14,16 @@ const entries = [
   { in: "adapters/worker/index.ts", out: "worker", platform: "neutral", banner: "" },
 ];
 
+// @hpke/common falls back to `import("crypto")` where no globalThis.crypto exists (old Node); the
+// Worker always has one, and workerd refuses a bundle naming a Node built-in: give it a stub.
+const webcryptoStub = {
+  name: "webcrypto-stub",
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?crypto$/ }, () => ({ path: "crypto", namespace: "webcrypto-stub" }));
+    b.onLoad({ filter: /.*/, namespace: "webcrypto-stub" }, () => ({ contents: "export const webcrypto = globalThis.crypto;", loader: "js" }));
+  },
+};
+
 mkdirSync("dist", { recursive: true });
 for (const entry of entries) {
   if (!existsSync(entry.in)) continue;
@@ -32,6 +42,7 @@ for (const entry of entries) {
     legalComments: "none",
     banner: entry.banner ? { js: entry.banner } : undefined,
     logLevel: "warning",
+    plugins: entry.platform === "neutral" ? [webcryptoStub] : [],
   });
   // A bundle with a shebang is a command: make it executable.
   if (entry.banner.startsWith("#!")) chmodSync(`dist/.${entry.out}.${process.pid}.mjs`, 0o755);

@@ -1,6 +1,7 @@
 // createApp(deps): the Coordinator's Hono app, the one thing every runtime adapter wires up and serves.
 import { Hono } from "hono";
 import type { Coordinator } from "./coordinator/coordinator.js";
+import type { SelfAttestation } from "./coordinator/self-attestation.js";
 import { CoordinatorError } from "./errors.js";
 import { allowedHostsMiddleware } from "./api/hosts.js";
 import { Metrics } from "./api/metrics.js";
@@ -21,11 +22,13 @@ export interface AppDeps {
    * 421 HOST_NOT_ALLOWED (probes excepted). Left out: every Host is answered.
    */
   allowedHosts?: readonly string[];
+  /** The Coordinator's HPKE key and evidence source (`GET /v1/attestation`); left out: EVIDENCE_UNAVAILABLE. */
+  selfAttestation?: SelfAttestation;
 }
 
 const states = ["uninitialized", "recovery-required", "ready", "stale"] as const;
 const methods = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-const knownPaths = ["/v1/status", "/v1/manifest", "/v1/manifests", "/v1/seedshares", "/v1/recover", "/v1/mesh/certificate", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
+const knownPaths = ["/v1/status", "/v1/manifest", "/v1/manifests", "/v1/seedshares", "/v1/recover", "/v1/mesh/certificate", "/v1/attestation", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
 
 /** Builds the Hono app over a started Coordinator. */
 export function createApp(deps: AppDeps): Hono {
@@ -45,7 +48,7 @@ export function createApp(deps: AppDeps): Hono {
   });
   if (deps.allowedHosts !== undefined) app.use(allowedHostsMiddleware(deps.allowedHosts));
 
-  app.route("/v1", v1Routes(coordinator, metrics, log));
+  app.route("/v1", v1Routes(coordinator, metrics, log, deps.selfAttestation));
   app.get("/v1/openapi.json", (c) => c.json(openapi));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {

@@ -22,6 +22,7 @@ export const errorStatus = {
   REKEY_NOT_APPROVED: 403,
   RESET_UNAUTHORIZED: 403,
   NOT_FOUND: 404,
+  EVIDENCE_UNAVAILABLE: 404,
   METHOD_NOT_ALLOWED: 405,
   HOST_NOT_ALLOWED: 421,
   STALE_BASE: 409,
@@ -38,6 +39,7 @@ export const errorStatus = {
   STATE_CORRUPT: 502,
   STORE_UNAVAILABLE: 503,
   BUSY: 503,
+  EVIDENCE_FAILED: 503,
 } as const;
 
 /** A stable error code. */

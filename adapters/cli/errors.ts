@@ -44,6 +44,8 @@ const serverHints: Record<string, string> = {
   INTERNAL: "look at the Coordinator's log (JSON lines on its stdout) and report the error",
   CONFIG_INVALID: "fix the Worker's configuration (its log names the setting; see docs/edge.md)",
   BUSY: "try again in a few seconds",
+  EVIDENCE_UNAVAILABLE: "the Coordinator serves no evidence of its own: start it with --evidence tsm in a confidential VM",
+  EVIDENCE_FAILED: "the Coordinator's TEE could not make evidence: check its log, then try again",
   NOT_INITIALIZED: "the workload owner runs contrast set first",
   RECOVERY_REQUIRED: "each seed-share owner runs contrast recover (contrast status shows how many shares it has)",
   STALE: "the store moved under this Coordinator: a seed-share owner runs contrast recover to reload its state",

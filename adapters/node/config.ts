@@ -40,6 +40,10 @@ export interface Config {
   auditIntervalMs: number;
   /** The Host names answered (`--allowed-hosts`); null: every Host. */
   allowedHosts: string[] | null;
+  /** Where the Coordinator's own evidence comes from (`--evidence`): none, configfs-tsm, or the insecure simulated source. */
+  evidence: "none" | "tsm" | "simulated";
+  /** The configfs-tsm report directory (`--tsm-path`). */
+  tsmPath: string;
 }
 
 /** A configuration mistake; the adapter prints its message on one line and exits non-zero. */
@@ -71,6 +75,11 @@ Options (environment variable in brackets):
   --allowed-hosts H1,H2     answer only requests for these host names (name, name:port, IP,
                             [ipv6]:port); others get 421 HOST_NOT_ALLOWED, probes excepted;
                             default: any host                               [CONTRAST_ALLOWED_HOSTS]
+  --evidence none|tsm|simulated
+                            where the Coordinator's own evidence comes from, default none;
+                            simulated proves nothing (development and tests only) [CONTRAST_EVIDENCE]
+  --tsm-path DIR            the configfs-tsm report directory, default /sys/kernel/config/tsm/report
+                                                                            [CONTRAST_TSM_PATH]
   --version                 print the version and exit
   --help                    print this help
 `;
@@ -97,6 +106,8 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "allowed-hosts": { type: "string" },
+        evidence: { type: "string" },
+        "tsm-path": { type: "string" },
         help: { type: "boolean" },
         version: { type: "boolean" },
       },
@@ -170,6 +181,13 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     }
   }
 
+  const evidence = pick("evidence", "CONTRAST_EVIDENCE", "none");
+  if (evidence !== "none" && evidence !== "tsm" && evidence !== "simulated") {
+    throw new ConfigError(`--evidence must be none, tsm or simulated, not ${JSON.stringify(evidence)}`);
+  }
+  const tsmPath = pick("tsm-path", "CONTRAST_TSM_PATH", "/sys/kernel/config/tsm/report");
+  if (tsmPath === "") throw new ConfigError("--tsm-path must name a directory");
+
   return {
     port,
     host: pick("host", "CONTRAST_HOST", "0.0.0.0"),
@@ -181,6 +199,8 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     recoveryTimeoutMs,
     auditIntervalMs,
     allowedHosts,
+    evidence,
+    tsmPath,
   };
 }
 

@@ -1,6 +1,6 @@
 // The Coordinator's Node entry point: configuration, store choice, HTTP(S) server, JSON-lines logs, graceful shutdown.
 import "reflect-metadata";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { createServer as createHttpsServer } from "node:https";
 import { resolve } from "node:path";
 import { serve } from "@hono/node-server";
@@ -9,6 +9,11 @@ import type { Log } from "../../src/app.js";
 import { parseAttestationRoots, validatorsFor } from "../../src/attestation/modes.js";
 import type { AttestationRoots } from "../../src/attestation/modes.js";
 import { Coordinator } from "../../src/coordinator/coordinator.js";
+import { SelfAttestation } from "../../src/coordinator/self-attestation.js";
+import { simulatedEvidenceSource } from "../../src/attestation/coordinator-evidence.js";
+import type { EvidenceSource } from "../../src/attestation/coordinator-evidence.js";
+import { sha256 } from "../../src/crypto/provider.js";
+import { toHex } from "../../src/encoding.js";
 import { memoryDriver } from "../../src/storage/memory.js";
 import { createStore } from "../../src/storage/store.js";
 import packageJson from "../../package.json" with { type: "json" };
@@ -18,6 +23,7 @@ import { fsDriver } from "./fs-driver.js";
 import { describeKubernetes, kubernetesStore, plainHttp, resolveKubernetesSettings } from "./kubernetes.js";
 import type { KubernetesSettings } from "./kubernetes.js";
 import { probeAtStart } from "./probe.js";
+import { tsmEvidenceSource } from "./tsm.js";
 
 const startedAt = performance.now();
 
@@ -101,6 +107,25 @@ async function main(): Promise<void> {
     });
   }
   const validators = validatorsFor(config.attestation, roots);
+  // The Coordinator's own evidence; the simulated hierarchy is made in the background (a few seconds).
+  let evidenceSource: EvidenceSource | null = null;
+  if (config.evidence === "tsm") {
+    if (!statSync(config.tsmPath, { throwIfNoEntry: false })?.isDirectory()) {
+      fail(`error: --tsm-path ${config.tsmPath} is not a directory (configfs-tsm needs configfs mounted and Linux 6.7 or later in an SEV-SNP or TDX guest)`, 2);
+    }
+    evidenceSource = tsmEvidenceSource({ path: config.tsmPath });
+  } else if (config.evidence === "simulated") {
+    const simulated = simulatedEvidenceSource();
+    evidenceSource = simulated;
+    log("warn", "INSECURE: the simulated evidence source is on; the Coordinator's evidence is signed by a key made at start and proves nothing. Never use it in production.", {
+      evidence: "simulated",
+    });
+    simulated.amd.then(
+      async (amd) => log("warn", "the simulated evidence source is ready; its ARK proves nothing", { arkSha256: toHex(await sha256(amd.ark.certificate)) }),
+      (err: unknown) => log("error", "the simulated evidence source could not start", { error: String(err) }),
+    );
+  }
+  const selfAttestation = evidenceSource === null ? undefined : await SelfAttestation.create(evidenceSource);
   if (config.attestation.includes("insecure-simulated")) {
     log("warn", "INSECURE: the simulated attestation validator is on; any caller can claim any policy. Never use it in production.", {
       attestation: config.attestation,
@@ -138,7 +163,12 @@ async function main(): Promise<void> {
       .finally(() => (auditing = false));
   }, config.auditIntervalMs);
   audits.unref();
-  const app = createApp({ coordinator, log, ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }) });
+  const app = createApp({
+    coordinator,
+    log,
+    ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }),
+    ...(selfAttestation === undefined ? {} : { selfAttestation }),
+  });
 
   const server = serve(
     {
@@ -155,6 +185,7 @@ async function main(): Promise<void> {
         store: storeText,
         ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }),
         name: config.name,
+        evidence: config.evidence,
         state: coordinator.currentState,
         // From the entry's own code (modules loaded), and from the process's start (Node boot included).
         startupMs: Math.round(performance.now() - startedAt),

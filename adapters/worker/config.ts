@@ -15,6 +15,8 @@ export interface WorkerEnv {
   /** Host names answered, comma-separated (like `--allowed-hosts`); unset: every Host. */
   ALLOWED_HOSTS?: unknown;
   ATTESTATION_ROOTS?: unknown;
+  /** Where the Coordinator's own evidence comes from: `none` (default) or `simulated` (proves nothing; a Worker has no TEE). */
+  EVIDENCE?: unknown;
 }
 
 /** The checked configuration. */
@@ -26,6 +28,8 @@ export interface WorkerConfig {
   attestationRoots: AttestationRoots | null;
   /** The Host names answered; null: every Host. */
   allowedHosts: string[] | null;
+  /** The Coordinator's own evidence: none, or the insecure simulated source. */
+  evidence: "none" | "simulated";
 }
 
 /** A configuration mistake: every request answers 500 `CONFIG_INVALID` with this one-line message. */
@@ -79,7 +83,11 @@ export function parseWorkerConfig(env: WorkerEnv): WorkerConfig {
       throw new ConfigError(`ALLOWED_HOSTS ${(err as Error).message}`);
     }
   }
-  return { name, attestation, attestationRoots, allowedHosts };
+  const evidence = text(env.EVIDENCE, "EVIDENCE", "none");
+  if (evidence !== "none" && evidence !== "simulated") {
+    throw new ConfigError(`EVIDENCE must be none or simulated (a Worker has no TEE), not ${JSON.stringify(evidence)}`);
+  }
+  return { name, attestation, attestationRoots, allowedHosts, evidence };
 }
 
 /** The Durable Object namespace binding, or a ConfigError naming what is missing. */

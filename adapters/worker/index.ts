@@ -5,6 +5,8 @@ import { createApp } from "../../src/app.js";
 import type { Log } from "../../src/app.js";
 import { validatorsFor } from "../../src/attestation/modes.js";
 import { Coordinator } from "../../src/coordinator/coordinator.js";
+import { SelfAttestation } from "../../src/coordinator/self-attestation.js";
+import { simulatedEvidenceSource } from "../../src/attestation/coordinator-evidence.js";
 import { createStore } from "../../src/storage/store.js";
 import { ConfigError, coordinatorNamespace, parseWorkerConfig } from "./config.js";
 import type { WorkerConfig, WorkerEnv } from "./config.js";
@@ -64,6 +66,13 @@ export class CoordinatorObject {
         const store = createStore(durableObjectDriver(this.state.storage));
         const coordinator = await Coordinator.start({ store, name: config.name, validators, auditAfterWrites: true });
         this.coordinator = coordinator;
+        let selfAttestation: SelfAttestation | undefined;
+        if (config.evidence === "simulated") {
+          selfAttestation = await SelfAttestation.create(simulatedEvidenceSource());
+          log("warn", "INSECURE: the simulated evidence source is on; the Coordinator's evidence is signed by a key made at start and proves nothing. Never use it in production.", {
+            evidence: "simulated",
+          });
+        }
         if (config.attestation.includes("insecure-simulated")) {
           log("warn", "INSECURE: the simulated attestation validator is on; any caller can claim any policy. Never use it in production.", {
             attestation: config.attestation,
@@ -76,7 +85,12 @@ export class CoordinatorObject {
           state: coordinator.currentState,
           startupMs: Math.round(performance.now() - started),
         });
-        return createApp({ coordinator, log, ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }) });
+        return createApp({
+          coordinator,
+          log,
+          ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }),
+          ...(selfAttestation === undefined ? {} : { selfAttestation }),
+        });
       })();
       this.app.catch(() => {
         this.app = null;

@@ -27,6 +27,13 @@ export function openApiDocument(): Record<string, unknown> {
       "/v1/manifests": {
         get: { summary: "The history with exact bytes", responses: { 200: { description: "history", ...json(s.historyResponse) }, ...errors(409, 502) } },
       },
+      "/v1/attestation": {
+        get: {
+          summary: "The Coordinator's own evidence, binding the client's nonce, its HPKE key, its name and the state it holds",
+          parameters: [{ name: "nonce", in: "query", required: true, description: "32 bytes, hex", schema: { type: "string", pattern: "^[0-9a-f]{64}$" } }],
+          responses: { 200: { description: "evidence" }, ...errors(400, 404, 405, 503) },
+        },
+      },
       "/v1/seedshares": {
         get: {
           summary: "The encrypted seed-share document of the current recovery seed, in every state but uninitialized",

@@ -6,6 +6,7 @@ import { CoordinatorError, errorBody } from "../errors.js";
 import { keyDigest } from "../manifest/manifest.js";
 import { decodeBase64Field } from "../coordinator/coordinator.js";
 import type { Coordinator } from "../coordinator/coordinator.js";
+import type { SelfAttestation } from "../coordinator/self-attestation.js";
 import { admission } from "./admission.js";
 import type { Metrics } from "./metrics.js";
 import { readBody } from "./respond.js";
@@ -30,10 +31,23 @@ function limit(maxSize: number) {
 export type Log = (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 
 /** The /v1 routes. */
-export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log): Hono {
+export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log, selfAttestation?: SelfAttestation): Hono {
   const api = new Hono();
 
   api.get("/status", (c) => c.json(coordinator.status()));
+
+  // The Coordinator's own evidence for a client's nonce, in every state (README "The Coordinator's evidence").
+  api.get("/attestation", async function attestation(c) {
+    if (selfAttestation === undefined) {
+      throw new CoordinatorError("EVIDENCE_UNAVAILABLE", "this Coordinator serves no evidence of its own (started with --evidence none)");
+    }
+    try {
+      return c.json(await selfAttestation.answer(coordinator, c.req.query("nonce")));
+    } catch (err) {
+      if (err instanceof CoordinatorError && err.code === "BUSY") c.header("Retry-After", "2");
+      throw err;
+    }
+  });
 
   api.post("/manifest", admission({ smallBytes: limits.small }), limit(limits.manifest), async function setManifest(c) {
     const body = await readBody(c, setManifestRequest);

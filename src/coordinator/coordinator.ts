@@ -360,6 +360,13 @@ export class Coordinator {
     this.requireReady();
     return this.nonces.issue();
   }
+
+  /** One snapshot for the Coordinator's own evidence: name, state and the verified state it holds (ready or stale), else null. */
+  attestedState(): { name: string; state: CoordinatorState; held: { latestTransition: string; rootCA: Uint8Array; meshCA: Uint8Array } | null } {
+    const ready = this.state === "ready" || this.state === "stale" ? this.ready : null;
+    const held = ready === null ? null : { latestTransition: ready.head.latestTransition, rootCA: ready.rootCA.der, meshCA: ready.meshCA.der };
+    return { name: this.name, state: this.state, held };
+  }
 }
 
 /** Decodes base64 request fields, mapping failures to INVALID_REQUEST. */

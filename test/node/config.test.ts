@@ -19,6 +19,8 @@ describe("parseConfig", () => {
       recoveryTimeoutMs: 600_000,
       auditIntervalMs: 60_000,
       allowedHosts: null,
+      evidence: "none",
+      tsmPath: "/sys/kernel/config/tsm/report",
     });
   });
 
