@@ -80,6 +80,12 @@ export async function nextTransition(manifest: Uint8Array, previous: string): Pr
   return transitionHash(await sha256(manifest), fromHex(previous));
 }
 
+/** A seed-share owner's RSA key imported for RSA-PSS signing, as the CLI does. */
+async function ownerSigningKey(owner: { keys: CryptoKeyPair }): Promise<CryptoKey> {
+  const pkcs8 = await crypto.subtle.exportKey("pkcs8", owner.keys.privateKey);
+  return crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]);
+}
+
 /** A seed-share owner's approval of the update of `manifest` over `previous` (a rekey), as the body lists it. */
 export async function approvalOf(
   owner: { keys: CryptoKeyPair; publicHex: string },
@@ -87,8 +93,7 @@ export async function approvalOf(
   manifest: Uint8Array,
   previous: string,
 ): Promise<{ ownerPublicKey: string; signature: string }> {
-  const pkcs8 = await crypto.subtle.exportKey("pkcs8", owner.keys.privateKey);
-  const signingKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]);
+  const signingKey = await ownerSigningKey(owner);
   const statement = rekeyApprovalStatement(await identityOf(coordinator), await nextTransition(manifest, previous));
   return { ownerPublicKey: owner.publicHex, signature: toBase64(await signAsSeedShareOwner(signingKey, statement)) };
 }
@@ -99,8 +104,7 @@ export async function resetBody(
   name: string,
   nonce: string,
 ): Promise<{ ownerPublicKey: string; signature: string }> {
-  const pkcs8 = await crypto.subtle.exportKey("pkcs8", owner.keys.privateKey);
-  const signingKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]);
+  const signingKey = await ownerSigningKey(owner);
   return { ownerPublicKey: owner.publicHex, signature: toBase64(await signAsSeedShareOwner(signingKey, recoveryResetStatement(name, nonce))) };
 }
 

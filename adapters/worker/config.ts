@@ -48,6 +48,20 @@ function text(value: unknown, variable: string, fallback: string): string {
   return value;
 }
 
+/** The last ATTESTATION_ROOTS text parsed and its roots: the config is read on every request, the PEM parsed once. */
+let parsedRoots: { text: string; roots: AttestationRoots } | null = null;
+
+function rootsOf(pem: string): AttestationRoots {
+  if (parsedRoots?.text !== pem) {
+    try {
+      parsedRoots = { text: pem, roots: parseAttestationRoots(pem) };
+    } catch (err) {
+      throw new ConfigError(`ATTESTATION_ROOTS ${(err as Error).message}`);
+    }
+  }
+  return parsedRoots.roots;
+}
+
 /** Reads and checks the vars; throws ConfigError with a one-line message on any mistake. */
 export function parseWorkerConfig(env: WorkerEnv): WorkerConfig {
   const name = text(env.COORDINATOR_NAME, "COORDINATOR_NAME", "coordinator");
@@ -64,11 +78,7 @@ export function parseWorkerConfig(env: WorkerEnv): WorkerConfig {
   }
   let attestationRoots: AttestationRoots | null = null;
   if (env.ATTESTATION_ROOTS !== undefined && env.ATTESTATION_ROOTS !== null) {
-    try {
-      attestationRoots = parseAttestationRoots(text(env.ATTESTATION_ROOTS, "ATTESTATION_ROOTS", ""));
-    } catch (err) {
-      throw new ConfigError(`ATTESTATION_ROOTS ${(err as Error).message}`);
-    }
+    attestationRoots = rootsOf(text(env.ATTESTATION_ROOTS, "ATTESTATION_ROOTS", ""));
   }
   let allowedHosts: string[] | null = null;
   if (env.ALLOWED_HOSTS !== undefined && env.ALLOWED_HOSTS !== null) {

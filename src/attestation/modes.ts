@@ -1,6 +1,7 @@
 // Which validators a Coordinator runs (`--attestation sev-snp,tdx`, or the insecure simulated one) and which roots they pin.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { productFromName } from "./snp/certificates.js";
 import type { SnpTrustAnchor } from "./snp/certificates.js";
 import type { SnpProduct } from "./snp/report.js";
 import { amdTrustAnchors } from "./snp/amd-roots.js";
@@ -48,11 +49,10 @@ export function parseAttestationRoots(pem: string): AttestationRoots {
   }
   const byProduct = new Map<SnpProduct, Partial<SnpTrustAnchor>>();
   let tdx: string | undefined;
-  const productOf = (name: string): SnpProduct | null => (name === "Milan" || name === "Genoa" || name === "Turin" ? name : null);
   for (const cert of certificates) {
     const cn = cert.subjectName.getField("CN")[0] ?? "";
     const match = /^(ARK|SEV|SEV-VLEK)-(\w+)$/.exec(cn);
-    const product = match === null ? null : productOf(match[2]!);
+    const product = match === null ? null : productFromName(match[2]!);
     if (match !== null && product !== null) {
       const anchor = byProduct.get(product) ?? { product };
       const der = new Uint8Array(cert.rawData);

@@ -1,7 +1,6 @@
 // Attestation: the validator interface, and the insecure simulated validator for development and tests.
 import { z } from "zod";
-import { concat, fromBase64 } from "../encoding.js";
-import { subtle } from "../crypto/provider.js";
+import { fromBase64 } from "../encoding.js";
 import { CoordinatorError } from "../errors.js";
 import type { ReferenceValues } from "../manifest/manifest.js";
 import type { Claim } from "./claims.js";
@@ -35,11 +34,6 @@ export interface AttestationValidator {
   readonly insecure: boolean;
   /** Validates evidence; throws CoordinatorError (ATTESTATION_FAILED with a `reason`, or a NONCE_ code) if it does not hold. */
   validate(evidence: unknown, context: AttestationContext): Promise<AttestationResult>;
-}
-
-/** The binding of evidence to a key and a nonce, as in Contrast: REPORT_DATA = SHA-512(SPKI DER ‖ nonce). */
-export async function expectedReportData(spki: Uint8Array, nonce: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await subtle().digest("SHA-512", concat(spki, nonce) as BufferSource));
 }
 
 /** Parses a validator's evidence with its schema; a mismatch is ATTESTATION_FAILED with reason ATTESTATION_EVIDENCE_INVALID. */

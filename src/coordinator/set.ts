@@ -79,7 +79,8 @@ const { store, name } = env;
   const newTransition = await transitionHash(await sha256(input.manifest), previous);
   if (current !== null) await authorizeUpdate(current.manifest, { name, rootCA: current.rootCA.hash }, newTransition, input.signature);
   const doc = await readManifest(input.manifest);
-  if (current !== null && changesRecovery(current.manifest, doc.manifest)) {
+  const rekey = current !== null && changesRecovery(current.manifest, doc.manifest);
+  if (rekey) {
     await authorizeRekey(current.manifest, { name, rootCA: current.rootCA.hash }, newTransition, input.approvals ?? []);
   }
   const policies = await checkPolicies(doc, input.policies());
@@ -125,7 +126,7 @@ const { store, name } = env;
   } else {
     ({ engine, root, rootCA, transactionSigner } = current);
     recovery = current.head.recovery;
-    if (changesRecovery(current.manifest, doc.manifest)) {
+    if (rekey) {
       // Rotation: a new recovery seed for the new owners; the old shares no longer open the root seed.
       const fresh = freshRecoverySeed();
       ({ recovery, seedShares } = await newRecovery(engine, fresh.seed, fresh.salt, owners, threshold, name));

@@ -18,7 +18,8 @@ import { sha256 } from "../../src/crypto/provider.js";
 import { bytesEqual, concat, fromBase64, fromHex, toHex, utf8 } from "../../src/encoding.js";
 import { coordinatorName, fixture, get, makeOwners, snapshot } from "../api/fixture.js";
 import type { Fixture, FixtureState, Owners } from "../api/fixture.js";
-import { certTable, fakeTsm } from "./fake-tsm.js";
+import { fakeTsm } from "./fake-tsm.js";
+import { certTable } from "./snp-fixtures.js";
 
 let owners: Owners;
 let amd: SimulatedAmd;

@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { plainTreeFs } from "../../adapters/node/tsm.js";
 import type { TsmFs } from "../../adapters/node/tsm.js";
-import { concat, fromHex } from "../../src/encoding.js";
 
 /** What the fake TEE returns for an inblob. */
 export type FakeTee = (inblob: Uint8Array) => Promise<{ outblob: Uint8Array; auxblob?: Uint8Array }>;
@@ -37,20 +36,6 @@ export const echoTee: FakeTee = async (inblob) => {
   out.set(inblob, 0x50);
   return { outblob: out };
 };
-
-/** The extended report's certificate table: 24-byte GUID/offset/length entries, an all-zero one, then the DERs. */
-export function certTable(entries: [string, Uint8Array][]): Uint8Array {
-  const header = new Uint8Array(24 * (entries.length + 1));
-  const view = new DataView(header.buffer);
-  let offset = header.length;
-  entries.forEach(([guid, der], i) => {
-    header.set(fromHex(guid.replaceAll("-", "")), 24 * i);
-    view.setUint32(24 * i + 16, offset, true);
-    view.setUint32(24 * i + 20, der.length, true);
-    offset += der.length;
-  });
-  return concat(header, ...entries.map(([, der]) => der));
-}
 
 /** Makes the fake tree. */
 export function fakeTsm(options: FakeTsmOptions = {}): FakeTsm {

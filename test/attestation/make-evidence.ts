@@ -22,7 +22,7 @@ import { subtle, useWebCrypto } from "../../src/crypto/provider.js";
 import { createSimulatedAmd, buildSnpReport, signSnpReport, simulatedTcb } from "../../src/attestation/snp/simulated.js";
 import type { SnpTcbParts } from "../../src/attestation/snp/report.js";
 import type { SnpReferenceValues } from "../../src/attestation/snp/reference-values.js";
-import { expectedReportData } from "../../src/attestation/snp/verify.js";
+import { expectedReportData } from "../../src/attestation/report-data.js";
 import { createSimulatedTdxPlatform } from "../../src/attestation/tdx/simulated.js";
 import { parseTdxQuote } from "../../src/attestation/tdx/quote.js";
 import type { TdxReferenceValues } from "../../src/attestation/tdx/reference-values.js";

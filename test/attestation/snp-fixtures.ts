@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { toHex } from "../../src/encoding.js";
+import { concat, fromHex, toHex } from "../../src/encoding.js";
 import { pemCertificates } from "../../src/attestation/snp/certificates.js";
 import type { SnpCertificates } from "../../src/attestation/snp/certificates.js";
 import { formatFirmwareVersion, tcbHex } from "../../src/attestation/snp/report.js";
@@ -129,4 +129,18 @@ export function asExpectedExtensions(v: SnpVerifiedReport): Record<string, unkno
   }
   if (e.cspId !== null) out.cspId = e.cspId;
   return out;
+}
+
+/** The extended report's certificate table: 24-byte GUID/offset/length entries, an all-zero one, then the DERs. */
+export function certTable(entries: [string, Uint8Array][]): Uint8Array {
+  const header = new Uint8Array(24 * (entries.length + 1));
+  const view = new DataView(header.buffer);
+  let offset = header.length;
+  entries.forEach(([guid, der], i) => {
+    header.set(fromHex(guid.replaceAll("-", "")), 24 * i);
+    view.setUint32(24 * i + 16, offset, true);
+    view.setUint32(24 * i + 20, der.length, true);
+    offset += der.length;
+  });
+  return concat(header, ...entries.map(([, der]) => der));
 }

@@ -13,7 +13,8 @@ import {
 import type { SnpReferenceValues } from "../../src/attestation/snp/reference-values.js";
 import { createSimulatedAmd, simulatedTcb } from "../../src/attestation/snp/simulated.js";
 import type { SimulatedAmd, SimulatedEndorsement, SimulatedReportFields } from "../../src/attestation/snp/simulated.js";
-import { expectedReportData, verifySnpAttestation, verifySnpReport } from "../../src/attestation/snp/verify.js";
+import { expectedReportData } from "../../src/attestation/report-data.js";
+import { verifySnpAttestation, verifySnpReport } from "../../src/attestation/snp/verify.js";
 import type { SnpVerifiedReport } from "../../src/attestation/snp/verify.js";
 import { expected, validTime, vectorEvidence } from "./snp-fixtures.js";
 

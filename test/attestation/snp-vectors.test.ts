@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { Certificate } from "@peculiar/asn1-x509";
-import { concat, fromHex, toHex } from "../../src/encoding.js";
+import { concat, toHex } from "../../src/encoding.js";
 import { amdArkSha256, amdTrustAnchors } from "../../src/attestation/snp/amd-roots.js";
 import {
   certTableGuids,
@@ -19,6 +19,7 @@ import type { SnpEvidence } from "../../src/attestation/snp/verify.js";
 import {
   asExpectedExtensions,
   asExpectedFields,
+  certTable,
   expected,
   fixture,
   fixtureText,
@@ -208,23 +209,11 @@ describe("negative vectors", () => {
 });
 
 describe("certificate table", () => {
-  function table(entries: [string, Uint8Array][]): Uint8Array {
-    const header = new Uint8Array(24 * (entries.length + 1));
-    const view = new DataView(header.buffer);
-    let offset = header.length;
-    entries.forEach(([guid, der], i) => {
-      header.set(fromHex(guid.replaceAll("-", "")), 24 * i);
-      view.setUint32(24 * i + 16, offset, true);
-      view.setUint32(24 * i + 20, der.length, true);
-      offset += der.length;
-    });
-    return concat(header, ...entries.map(([, der]) => der));
-  }
 
   it("an extended report's table (VCEK, ASK, ARK) gives the certificates, and the report verifies with it", async () => {
     const [ask, ark] = pemCertificates(fixtureText("amd/milan/cert_chain_vcek.pem"));
     const vcek = fixture("snp/milan-v2-gsg/vcek.der");
-    const t = table([
+    const t = certTable([
       [certTableGuids.vcek, vcek],
       [certTableGuids.ask, ask!],
       [certTableGuids.ark, ark!],
@@ -237,7 +226,7 @@ describe("certificate table", () => {
   it("a VLEK-signed report's table carries the ASVK under the ASK GUID", async () => {
     const [asvk] = pemCertificates(fixtureText("amd/milan/cert_chain_vlek.pem"));
     const vlek = fixture("snp/milan-v3-vlek-trustee/vlek.der");
-    const t = table([
+    const t = certTable([
       [certTableGuids.vlek, vlek],
       [certTableGuids.ask, asvk!],
     ]);
@@ -248,7 +237,7 @@ describe("certificate table", () => {
 
   it("refuses a table without its terminator, with an entry pointing outside it, or with a repeated entry", () => {
     const vcek = fixture("snp/milan-v2-gsg/vcek.der");
-    const good = table([[certTableGuids.vcek, vcek]]);
+    const good = certTable([[certTableGuids.vcek, vcek]]);
     expect(() => certificatesFromTable(good.subarray(0, 30))).toThrow(expect.objectContaining({ code: "SNP_CERTIFICATE_MALFORMED" }));
     const outside = good.slice();
     new DataView(outside.buffer).setUint32(20, vcek.length + 1, true);
@@ -256,7 +245,7 @@ describe("certificate table", () => {
     const intoHeader = good.slice();
     new DataView(intoHeader.buffer).setUint32(16, 8, true);
     expect(() => certificatesFromTable(intoHeader)).toThrow(expect.objectContaining({ code: "SNP_CERTIFICATE_MALFORMED" }));
-    const twice = table([
+    const twice = certTable([
       [certTableGuids.vcek, vcek],
       [certTableGuids.vcek, vcek],
     ]);

@@ -1,24 +1,12 @@
 // The TDX verifier's cache of verified PCK chains and issuers: it only ever saves work on bytes that passed before, never turns a refusal into a pass.
-import * as x509 from "@peculiar/x509";
 import { beforeAll, describe, expect, it } from "vitest";
-import { utf8 } from "../../src/encoding.js";
 import { decodeCertificates } from "../../src/attestation/tdx/certs.js";
 import { parseTdxQuote } from "../../src/attestation/tdx/quote.js";
 import type { TdxQuote } from "../../src/attestation/tdx/quote.js";
 import { createSimulatedTdxPlatform } from "../../src/attestation/tdx/simulated.js";
 import type { SimulatedTdxPlatform } from "../../src/attestation/tdx/simulated.js";
 import { verifyTdxQuote } from "../../src/attestation/tdx/verify.js";
-import { assemble, expectCode, vector, vectorTime } from "./tdx-helpers.js";
-
-/** The PEM chain of a quote with certificate `index` replaced by `der`. */
-function chainWith(q: TdxQuote, index: number, der: Uint8Array): Uint8Array {
-  const pems = new TextDecoder()
-    .decode(q.pckCertChain)
-    .slice(0, -1)
-    .split(/(?<=-----END CERTIFICATE-----\n)/);
-  pems[index] = x509.PemConverter.encode(der.slice().buffer, "CERTIFICATE") + "\n";
-  return utf8(pems.join("") + "\0");
-}
+import { assemble, chainWith, expectCode, vector, vectorTime } from "./tdx-helpers.js";
 
 /** The DER of certificate `index` of a quote's PCK chain with one bit flipped `fromEnd` bytes before its end (in the signature). */
 function flippedDer(q: TdxQuote, index: number, fromEnd = 10): Uint8Array {

@@ -2,10 +2,12 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
-import { concat } from "../../src/encoding.js";
+import * as x509 from "@peculiar/x509";
+import { concat, utf8 } from "../../src/encoding.js";
 import { isAttestationError } from "../../src/attestation/errors.js";
 import type { AttestationErrorCode } from "../../src/attestation/errors.js";
 import type { TdxQuote } from "../../src/attestation/tdx/quote.js";
+import { u16, u32 } from "../../src/attestation/tdx/simulated.js";
 
 /** The folder of the TDX vectors. */
 export const fixtures = fileURLToPath(new URL("../fixtures/attestation/tdx/", import.meta.url));
@@ -31,18 +33,6 @@ export function expected(name: (typeof vectorNames)[number]): Record<string, unk
  * v5 PCK 2024-03-18..2031-03-18, PCK Platform CA 2018-05-21..2033-05-21, root 2018-05-21..2049-12-31.
  */
 export const vectorTime = new Date("2025-01-01T00:00:00Z");
-
-function u16(v: number): Uint8Array {
-  const out = new Uint8Array(2);
-  new DataView(out.buffer).setUint16(0, v, true);
-  return out;
-}
-
-function u32(v: number): Uint8Array {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, v, true);
-  return out;
-}
 
 /** Re-assembles a quote from its parsed parts (with replacements), recomputing every size field. */
 export function assemble(q: TdxQuote, replace: Partial<Pick<TdxQuote, "signature" | "attestationKey" | "qeReportSignature" | "qeAuthData" | "pckCertChain" | "signedBytes">> & { qeReport?: Uint8Array } = {}): Uint8Array {
@@ -79,4 +69,14 @@ export async function expectCode(promise: Promise<unknown> | (() => unknown), co
   expect(isAttestationError(error), `expected an AttestationError, got ${String(error)}`).toBe(true);
   const codes = Array.isArray(code) ? code : [code];
   expect(codes).toContain((error as { code: string }).code);
+}
+
+/** The PEM chain of a quote with certificate `index` replaced by `der`. */
+export function chainWith(q: TdxQuote, index: number, der: Uint8Array): Uint8Array {
+  const pems = new TextDecoder()
+    .decode(q.pckCertChain)
+    .slice(0, -1)
+    .split(/(?<=-----END CERTIFICATE-----\n)/);
+  pems[index] = x509.PemConverter.encode(der.slice().buffer, "CERTIFICATE") + "\n";
+  return utf8(pems.join("") + "\0");
 }

@@ -7,7 +7,8 @@ import { readPckExtensions, sgxExtensionOid } from "../../src/attestation/tdx/pc
 import { parseTdxQuote } from "../../src/attestation/tdx/quote.js";
 import { createSimulatedTdxPlatform } from "../../src/attestation/tdx/simulated.js";
 import type { SimulatedTdxPlatform } from "../../src/attestation/tdx/simulated.js";
-import { reportDataFor, verifyTdxQuote } from "../../src/attestation/tdx/verify.js";
+import { expectedReportData } from "../../src/attestation/report-data.js";
+import { verifyTdxQuote } from "../../src/attestation/tdx/verify.js";
 import { assemble, expectCode, vector } from "./tdx-helpers.js";
 
 const now = new Date("2026-01-15T12:00:00Z");
@@ -90,11 +91,11 @@ describe("the TDX test TEE", () => {
     const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign"])) as CryptoKeyPair;
     const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
     const nonce = crypto.getRandomValues(new Uint8Array(32));
-    const quote = await tee.quote({ reportData: await reportDataFor(spki, nonce) });
-    await expect(verifyTdxQuote(quote, { now, trustedRoot: tee.rootPem, expectedReportData: await reportDataFor(spki, nonce) })).resolves.toBeDefined();
+    const quote = await tee.quote({ reportData: await expectedReportData(spki, nonce) });
+    await expect(verifyTdxQuote(quote, { now, trustedRoot: tee.rootPem, expectedReportData: await expectedReportData(spki, nonce) })).resolves.toBeDefined();
     const otherNonce = crypto.getRandomValues(new Uint8Array(32));
     await expectCode(
-      verifyTdxQuote(quote, { now, trustedRoot: tee.rootPem, expectedReportData: await reportDataFor(spki, otherNonce) }),
+      verifyTdxQuote(quote, { now, trustedRoot: tee.rootPem, expectedReportData: await expectedReportData(spki, otherNonce) }),
       "TDX_REPORT_DATA_MISMATCH",
     );
   });

@@ -7,7 +7,7 @@ import { decodeCertificates } from "../../src/attestation/tdx/certs.js";
 import { parseTdxQuote } from "../../src/attestation/tdx/quote.js";
 import type { TdxQuote } from "../../src/attestation/tdx/quote.js";
 import { verifyTdxQuote } from "../../src/attestation/tdx/verify.js";
-import { assemble, expectCode, vector, vectorNames, vectorTime } from "./tdx-helpers.js";
+import { assemble, chainWith, expectCode, vector, vectorNames, vectorTime } from "./tdx-helpers.js";
 
 interface Region {
   name: string;
@@ -76,16 +76,6 @@ describe.each(vectorNames)("single-bit flips in %s", (name) => {
     expect(flips).toBeGreaterThan(0);
   });
 });
-
-/** The PEM chain of a quote with certificate `index` replaced by `der`. */
-function chainWith(q: TdxQuote, index: number, der: Uint8Array): Uint8Array {
-  const pems = new TextDecoder()
-    .decode(q.pckCertChain)
-    .slice(0, -1)
-    .split(/(?<=-----END CERTIFICATE-----\n)/);
-  pems[index] = x509.PemConverter.encode(der.slice().buffer, "CERTIFICATE") + "\n";
-  return utf8(pems.join("") + "\0");
-}
 
 describe("single-bit flips in the DER of the PCK chain (re-encoded as valid PEM, sizes fixed)", () => {
   const q = parseTdxQuote(vector("quote-v4-trustee.dat"));

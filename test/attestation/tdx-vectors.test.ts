@@ -8,7 +8,8 @@ import { intelSgxRootCaPem, intelSgxRootCaSha256 } from "../../src/attestation/t
 import { encodePckExtensions, readPckExtensions, sgxExtensionOid } from "../../src/attestation/tdx/pck.js";
 import { parseTdxQuote } from "../../src/attestation/tdx/quote.js";
 import { createSimulatedTdxPlatform } from "../../src/attestation/tdx/simulated.js";
-import { reportDataFor, verifyTdxQuote } from "../../src/attestation/tdx/verify.js";
+import { expectedReportData } from "../../src/attestation/report-data.js";
+import { verifyTdxQuote } from "../../src/attestation/tdx/verify.js";
 import { expectCode, expected, fixtures, vector, vectorNames, vectorTime } from "./tdx-helpers.js";
 
 /** expected.json keys that are TD report fields (the rest describe the quote and the checks). */
@@ -122,12 +123,12 @@ describe("the pinned Intel SGX Root CA", () => {
   });
 });
 
-describe("reportDataFor", () => {
+describe("expectedReportData", () => {
   it("is SHA-512(SPKI DER ‖ nonce), as Contrast binds keys", async () => {
     const spki = new Uint8Array([0x30, 0x59, 1, 2, 3]);
     const nonce = new Uint8Array(32).fill(7);
     const want = new Uint8Array(await crypto.subtle.digest("SHA-512", new Uint8Array([...spki, ...nonce])));
-    expect(toHex(await reportDataFor(spki, nonce))).toBe(toHex(want));
-    expect((await reportDataFor(spki, nonce)).length).toBe(64);
+    expect(toHex(await expectedReportData(spki, nonce))).toBe(toHex(want));
+    expect((await expectedReportData(spki, nonce)).length).toBe(64);
   });
 });

@@ -4,7 +4,8 @@ import { tsmEvidenceSource } from "../../adapters/node/tsm.js";
 import { certTableGuids } from "../../src/attestation/snp/certificates.js";
 import { fromBase64 } from "../../src/encoding.js";
 import { CoordinatorError } from "../../src/errors.js";
-import { certTable, echoTee, fakeTsm } from "./fake-tsm.js";
+import { echoTee, fakeTsm } from "./fake-tsm.js";
+import { certTable } from "./snp-fixtures.js";
 import type { FakeTsm } from "./fake-tsm.js";
 
 const trees: FakeTsm[] = [];

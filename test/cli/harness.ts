@@ -97,6 +97,27 @@ export interface GateProxy {
   close(): Promise<void>;
 }
 
+/** Serves a proxy's handler on a free loopback port; a handler failure answers 599. `onClose` runs first on close. */
+async function serveProxy(forward: (req: IncomingMessage, res: ServerResponse) => Promise<void>, onClose?: () => void): Promise<GateProxy> {
+  const server: Server = createServer((req, res) => {
+    forward(req, res).catch((err: unknown) => {
+      res.writeHead(599);
+      res.end(String(err));
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((done) => {
+        onClose?.();
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
+  };
+}
+
 /**
  * A proxy that forwards everything to `target`, except that it holds the first POST /v1/manifest
  * until a second one has been answered. Two `contrast set` runs through it race deterministically:
@@ -121,23 +142,7 @@ export async function racingProxy(target: string): Promise<GateProxy> {
     res.end(text);
     if (order === 2) release!();
   };
-  const server: Server = createServer((req, res) => {
-    forward(req, res).catch((err: unknown) => {
-      res.writeHead(599);
-      res.end(String(err));
-    });
-  });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((done) => {
-        release!();
-        server.closeAllConnections();
-        server.close(() => done());
-      }),
-  };
+  return serveProxy(forward, () => release!());
 }
 
 /** One request as a rewriting proxy saw it, and the answer it got from the Coordinator. */
@@ -173,21 +178,5 @@ export async function rewritingProxy(target: string, rewrite: (exchange: Exchang
     res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" });
     res.end(replaced ?? exchange.body);
   };
-  const server: Server = createServer((req, res) => {
-    forward(req, res).catch((err: unknown) => {
-      res.writeHead(599);
-      res.end(String(err));
-    });
-  });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    exchanges,
-    close: () =>
-      new Promise<void>((done) => {
-        server.closeAllConnections();
-        server.close(() => done());
-      }),
-  };
+  return { ...(await serveProxy(forward)), exchanges };
 }

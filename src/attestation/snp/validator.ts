@@ -1,6 +1,7 @@
 // The AMD SEV-SNP validator: evidence bound to the key to certify and a fresh nonce, verified against pinned roots and the manifest's reference values.
 import { z } from "zod";
-import { evidenceBytes, expectedReportData, parseEvidence, verifying } from "../validator.js";
+import { expectedReportData } from "../report-data.js";
+import { evidenceBytes, parseEvidence, verifying } from "../validator.js";
 import type { AttestationContext, AttestationResult, AttestationValidator } from "../validator.js";
 import { amdTrustAnchors } from "./amd-roots.js";
 import type { SnpTrustAnchor } from "./certificates.js";

@@ -21,7 +21,7 @@
 //   checkReferenceValues(verified, values[]) → index of the first entry the report satisfies
 //     (reference-values.ts; Contrast's SNPReferenceValues shape, zod schema `snpReferenceValuesSchema`,
 //     parser `parseSnpReferenceValues`); a debuggable guest and a VMPL other than 0 are always refused.
-//   expectedReportData(spki, nonce) → SHA-512(SPKI DER ‖ nonce), the 64-byte REPORT_DATA Contrast binds.
+//   expectedReportData(spki, nonce) (../report-data.ts) → SHA-512(SPKI DER ‖ nonce), the 64-byte REPORT_DATA Contrast binds.
 //   checkReportData(verified, expected) → throws SNP_REPORT_DATA_MISMATCH.
 //   verifySnpAttestation(evidence, { trustAnchors, now, referenceValues, reportData }) → all of the above.
 //   `verified.hostDataHex` is HOST_DATA in hex: the policy hash that selects the manifest entry.
@@ -200,11 +200,6 @@ export async function verifySnpReport(evidence: SnpEvidence, options: SnpVerifyO
     hostDataHex: toHex(report.hostData),
     measurementHex: toHex(report.measurement),
   };
-}
-
-/** REPORT_DATA as Contrast binds it: SHA-512(SPKI DER ‖ nonce), 64 bytes. */
-export async function expectedReportData(spki: Uint8Array, nonce: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await subtle().digest("SHA-512", concat(spki, nonce) as BufferSource));
 }
 
 /** Refuses a report whose REPORT_DATA is not `expected` (64 bytes) with SNP_REPORT_DATA_MISMATCH. */

@@ -157,13 +157,15 @@ function bytes(value: string | Uint8Array, length: number, what: string): Uint8A
   return b;
 }
 
-function u16(v: number): Uint8Array {
+/** A little-endian u16, as quotes store their integers. */
+export function u16(v: number): Uint8Array {
   const out = new Uint8Array(2);
   new DataView(out.buffer).setUint16(0, v, true);
   return out;
 }
 
-function u32(v: number): Uint8Array {
+/** A little-endian u32, as quotes store their integers. */
+export function u32(v: number): Uint8Array {
   const out = new Uint8Array(4);
   new DataView(out.buffer).setUint32(0, v, true);
   return out;

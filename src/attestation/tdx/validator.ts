@@ -1,6 +1,7 @@
 // The Intel TDX validator: a quote bound to the key to certify and a fresh nonce, verified against the pinned root and the manifest's reference values.
 import { z } from "zod";
-import { evidenceBytes, expectedReportData, parseEvidence, verifying } from "../validator.js";
+import { expectedReportData } from "../report-data.js";
+import { evidenceBytes, parseEvidence, verifying } from "../validator.js";
 import type { AttestationContext, AttestationResult, AttestationValidator } from "../validator.js";
 import { checkReferenceValues } from "./reference-values.js";
 import { verifyTdxQuote } from "./verify.js";

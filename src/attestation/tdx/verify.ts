@@ -19,7 +19,7 @@
 //       7. REPORT_DATA equals `expectedReportData` if given (TDX_REPORT_DATA_MISMATCH);
 //       8. with `collateral` only: TCB info and QE identity (and CRLs if given), see collateral.ts;
 //          without it `tcbStatus` is "not-checked", never a pass.
-//   reportDataFor(spkiDer, nonce) → SHA-512(SPKI DER ‖ nonce), Contrast's REPORT_DATA binding.
+//   expectedReportData(spki, nonce) (../report-data.ts) → SHA-512(SPKI DER ‖ nonce), Contrast's REPORT_DATA binding.
 //   parseTdxQuote(bytes) (quote.ts), evaluateCollateral (collateral.ts),
 //   tdxReferenceValuesSchema / checkReferenceValues (reference-values.ts),
 //   createSimulatedTdxPlatform (simulated.ts: the test TEE), intelSgxRootCaPem (intel-root.ts).
@@ -58,7 +58,7 @@ export interface TdxVerifyOptions {
   now?: Date;
   /** The pinned root (PEM or DER). Default: Intel SGX Root CA. Tests pin the test TEE's root here. */
   trustedRoot?: string | Uint8Array;
-  /** If given, REPORT_DATA must equal these 64 bytes (see reportDataFor). */
+  /** If given, REPORT_DATA must equal these 64 bytes (see expectedReportData in ../report-data.ts). */
   expectedReportData?: Uint8Array;
   /** Offline collateral (TCB info, QE identity, optional CRLs); without it the TCB is not checked. */
   collateral?: TdxCollateral;
@@ -113,11 +113,6 @@ export interface VerifiedTdxQuote {
   tcb?: TcbEvaluation;
   /** The parsed quote. */
   quote: TdxQuote;
-}
-
-/** Contrast's REPORT_DATA binding: SHA-512(SPKI DER ‖ nonce) (64 bytes). */
-export async function reportDataFor(spkiDer: Uint8Array, nonce: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await subtle().digest("SHA-512", concat(spkiDer, nonce) as BufferSource));
 }
 
 function fieldsOf(quote: TdxQuote): TdxFields {
