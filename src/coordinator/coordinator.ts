@@ -1,4 +1,5 @@
 // The Coordinator's state holder: its state machine (uninitialized, recovery-required, ready, stale), one write at a time, and recovery; each other operation lives in a module of its own.
+import type { HeldState } from "../attestation/coordinator-evidence.js";
 import { bytesEqual, fromBase64, fromHex } from "../encoding.js";
 import { SeedEngine } from "../crypto/seedengine.js";
 import { combineShares, shareCommitment } from "../crypto/seedshares.js";
@@ -362,9 +363,10 @@ export class Coordinator {
   }
 
   /** One snapshot for the Coordinator's own evidence: name, state and the verified state it holds (ready or stale), else null. */
-  attestedState(): { name: string; state: CoordinatorState; held: { latestTransition: string; rootCA: Uint8Array; meshCA: Uint8Array } | null } {
+  attestedState(): { name: string; state: CoordinatorState; held: HeldState | null } {
     const ready = this.state === "ready" || this.state === "stale" ? this.ready : null;
-    const held = ready === null ? null : { latestTransition: ready.head.latestTransition, rootCA: ready.rootCA.der, meshCA: ready.meshCA.der };
+    // The CA objects are stored under the SHA-256 of their DER: their store hashes are what is bound.
+    const held = ready === null ? null : { latestTransition: ready.head.latestTransition, rootCA: ready.rootCA.hash, meshCA: ready.meshCA.hash };
     return { name: this.name, state: this.state, held };
   }
 }

@@ -1,10 +1,9 @@
 // The Coordinator's self-attestation: its in-memory HPKE key and evidence source, and the answer of `GET /v1/attestation` in every state.
-import { toBase64, toHex } from "../encoding.js";
-import { sha256 } from "../crypto/provider.js";
+import { fromHex, toBase64 } from "../encoding.js";
 import { HpkeRecipient } from "../crypto/hpke.js";
 import { CoordinatorError } from "../errors.js";
 import { coordinatorEvidenceFormat, coordinatorNonceLength, coordinatorReportData } from "../attestation/coordinator-evidence.js";
-import type { CoordinatorEvidence, EvidenceSource, HeldState } from "../attestation/coordinator-evidence.js";
+import type { CoordinatorEvidence, EvidenceSource } from "../attestation/coordinator-evidence.js";
 import type { Coordinator, CoordinatorState } from "./coordinator.js";
 
 /** The answer of `GET /v1/attestation`. */
@@ -69,17 +68,9 @@ export class SelfAttestation {
 
   private async make(coordinator: Coordinator, nonceHex: string): Promise<AttestationAnswer> {
     const source = this.source!;
-    const nonce = new Uint8Array(coordinatorNonceLength);
-    for (let i = 0; i < nonce.length; i++) nonce[i] = parseInt(nonceHex.slice(2 * i, 2 * i + 2), 16);
+    const nonce = fromHex(nonceHex);
     const snapshot = coordinator.attestedState();
-    const held: HeldState | null =
-      snapshot.held === null
-        ? null
-        : {
-            latestTransition: snapshot.held.latestTransition,
-            rootCA: toHex(await sha256(snapshot.held.rootCA)),
-            meshCA: toHex(await sha256(snapshot.held.meshCA)),
-          };
+    const held = snapshot.held;
     const reportData = await coordinatorReportData({ nonce, hpkePublicKey: this.hpke.publicKey, name: snapshot.name, state: held });
     const evidence = await source.evidence(reportData);
     return {
