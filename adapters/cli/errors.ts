@@ -56,6 +56,11 @@ const serverHints: Record<string, string> = {
   UPDATES_DISABLED:
     "this manifest can never change: to run other workloads, set up a new Coordinator (a fresh store) with a manifest that names a workload owner",
   SEED_MISMATCH: "use the seed-shares.json and seed-share owner key of this Coordinator",
+  INVALID_REFERENCE_VALUES: "pass a manifest, or JSON with its Policies and ReferenceValues, as --coordinator-reference-values",
+  COORDINATOR_POLICY_MISSING: "list the Coordinator's policy with Role \"coordinator\" in the manifest, or pass --coordinator-reference-values FILE",
+  SHARE_NOT_SEALED: "this Coordinator serves evidence and takes only shares sealed to its attested key: use a contrast CLI as new as the Coordinator",
+  SEALED_SHARE_INVALID: "the sealed share does not open with this Coordinator's key (it restarted meanwhile, or something changed the request): run contrast recover again",
+  ATTEMPT_CHANGED: "another owner reset the recovery or it expired meanwhile: run contrast recover again",
   SALT_MISMATCH: "use the newest seed-shares.json of this Coordinator",
   SHARE_INVALID: "the share is corrupted: restore seed-shares.json from your backup and run contrast seedshare check",
   SHARE_REPEATED: "this share was already submitted: the other seed-share owners must run contrast recover",

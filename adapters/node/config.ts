@@ -38,12 +38,18 @@ export interface Config {
   recoveryTimeoutMs: number;
   /** How often the ready state is re-verified against the store, in milliseconds. */
   auditIntervalMs: number;
+  /** How often the stored head is checked so the Coordinator follows other processes' writes, in milliseconds (0: it does not follow). */
+  followIntervalMs: number;
   /** The Host names answered (`--allowed-hosts`); null: every Host. */
   allowedHosts: string[] | null;
   /** Where the Coordinator's own evidence comes from (`--evidence`): none, configfs-tsm, or the insecure simulated source. */
   evidence: "none" | "tsm" | "simulated";
   /** The configfs-tsm report directory (`--tsm-path`). */
   tsmPath: string;
+  /** MEASUREMENT (48 bytes) of the simulated evidence (`--simulated-measurement`); absent: all zeros. Only with `--evidence simulated`. */
+  simulatedMeasurement?: Uint8Array;
+  /** HOST_DATA (32 bytes) of the simulated evidence (`--simulated-host-data`); absent: all zeros. Only with `--evidence simulated`. */
+  simulatedHostData?: Uint8Array;
 }
 
 /** A configuration mistake; the adapter prints its message on one line and exits non-zero. */
@@ -70,6 +76,9 @@ Options (environment variable in brackets):
                                                                             [CONTRAST_ATTESTATION_ROOTS]
   --recovery-timeout DUR    how long shares of an unfinished recovery are kept, default 10m [CONTRAST_RECOVERY_TIMEOUT]
   --audit-interval DUR      how often the stored state is re-verified, default 60s [CONTRAST_AUDIT_INTERVAL]
+  --follow-interval DUR     how often the head is checked to follow other processes on the store,
+                            default 500ms; 0: do not follow (a moved head makes it stale)
+                                                                            [CONTRAST_FOLLOW_INTERVAL]
   --tls-cert FILE           serve HTTPS with this PEM certificate chain     [CONTRAST_TLS_CERT]
   --tls-key FILE            and this PEM private key                        [CONTRAST_TLS_KEY]
   --allowed-hosts H1,H2     answer only requests for these host names (name, name:port, IP,
@@ -80,6 +89,11 @@ Options (environment variable in brackets):
                             simulated proves nothing (development and tests only) [CONTRAST_EVIDENCE]
   --tsm-path DIR            the configfs-tsm report directory, default /sys/kernel/config/tsm/report
                                                                             [CONTRAST_TSM_PATH]
+  --simulated-measurement HEX
+                            MEASUREMENT (48 bytes) of the simulated evidence, default zeros;
+                            only with --evidence simulated                  [CONTRAST_SIMULATED_MEASUREMENT]
+  --simulated-host-data HEX HOST_DATA (32 bytes) of the simulated evidence, default zeros;
+                            only with --evidence simulated                  [CONTRAST_SIMULATED_HOST_DATA]
   --version                 print the version and exit
   --help                    print this help
 `;
@@ -103,11 +117,14 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         "attestation-roots": { type: "string" },
         "recovery-timeout": { type: "string" },
         "audit-interval": { type: "string" },
+        "follow-interval": { type: "string" },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "allowed-hosts": { type: "string" },
         evidence: { type: "string" },
         "tsm-path": { type: "string" },
+        "simulated-measurement": { type: "string" },
+        "simulated-host-data": { type: "string" },
         help: { type: "boolean" },
         version: { type: "boolean" },
       },
@@ -168,6 +185,16 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   };
   const recoveryTimeoutMs = duration("recovery-timeout", "CONTRAST_RECOVERY_TIMEOUT", "10m");
   const auditIntervalMs = duration("audit-interval", "CONTRAST_AUDIT_INTERVAL", "60s");
+  const followText = pick("follow-interval", "CONTRAST_FOLLOW_INTERVAL", "500ms");
+  let followIntervalMs: number;
+  try {
+    followIntervalMs = parseDuration(followText);
+  } catch {
+    followIntervalMs = -1;
+  }
+  if (followIntervalMs !== 0 && (followIntervalMs < 100 || followIntervalMs > 3600 * 1000)) {
+    throw new ConfigError(`--follow-interval must be 0 (off) or a duration from 100ms to 1h (e.g. 500ms), not ${JSON.stringify(followText)}`);
+  }
 
   // Unset: every Host is answered. Set but empty is a mistake (fail closed), not "unset".
   const allowedFlag = values["allowed-hosts"];
@@ -187,6 +214,18 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   }
   const tsmPath = pick("tsm-path", "CONTRAST_TSM_PATH", "/sys/kernel/config/tsm/report");
   if (tsmPath === "") throw new ConfigError("--tsm-path must name a directory");
+  /** A fixed-length hex field of the simulated reports: only with --evidence simulated. */
+  const simulatedField = (flag: string, variable: string, bytes: number): Uint8Array | null => {
+    const text = pick(flag, variable, "");
+    if (text === "") return null;
+    if (evidence !== "simulated") throw new ConfigError(`--${flag} sets a field of the simulated evidence, so it needs --evidence simulated (not ${evidence})`);
+    if (!new RegExp(`^[0-9a-fA-F]{${2 * bytes}}$`).test(text)) {
+      throw new ConfigError(`--${flag} must be ${bytes} bytes in hex (${2 * bytes} characters), not ${JSON.stringify(text)}`);
+    }
+    return Uint8Array.from(text.match(/../g)!, (pair) => parseInt(pair, 16));
+  };
+  const simulatedMeasurement = simulatedField("simulated-measurement", "CONTRAST_SIMULATED_MEASUREMENT", 48);
+  const simulatedHostData = simulatedField("simulated-host-data", "CONTRAST_SIMULATED_HOST_DATA", 32);
 
   return {
     port,
@@ -198,9 +237,12 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     tls: certFile === "" ? null : { certFile, keyFile },
     recoveryTimeoutMs,
     auditIntervalMs,
+    followIntervalMs,
     allowedHosts,
     evidence,
     tsmPath,
+    ...(simulatedMeasurement === null ? {} : { simulatedMeasurement }),
+    ...(simulatedHostData === null ? {} : { simulatedHostData }),
   };
 }
 

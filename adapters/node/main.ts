@@ -9,6 +9,7 @@ import type { Log } from "../../src/app.js";
 import { parseAttestationRoots, validatorsFor } from "../../src/attestation/modes.js";
 import type { AttestationRoots } from "../../src/attestation/modes.js";
 import { Coordinator } from "../../src/coordinator/coordinator.js";
+import type { FollowOutcome } from "../../src/coordinator/coordinator.js";
 import { SelfAttestation } from "../../src/coordinator/self-attestation.js";
 import { simulatedEvidenceSource } from "../../src/attestation/coordinator-evidence.js";
 import type { EvidenceSource } from "../../src/attestation/coordinator-evidence.js";
@@ -66,6 +67,56 @@ function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
   }
 }
 
+/**
+ * Checks the stored head every `intervalMs` (one check at a time) so that the Coordinator follows
+ * what other processes on the same store write, and logs what changed.
+ */
+function followHead(coordinator: Coordinator, intervalMs: number): void {
+  let checking = false;
+  let unavailable = false;
+  const report = (outcome: FollowOutcome): void => {
+    const wasUnavailable = unavailable;
+    unavailable = outcome.kind === "unavailable";
+    if (wasUnavailable && !unavailable) log("info", "the store answers again: following the head");
+    switch (outcome.kind) {
+      case "followed":
+        log("info", "followed the head another process wrote", { generation: outcome.generation, latestTransition: outcome.latestTransition });
+        break;
+      case "restored":
+        log("info", "the store holds the verified head again: ready");
+        break;
+      case "stale":
+        log("warn", "the stored head cannot be verified with this Coordinator's keys: stale until it can be followed or recovered", {
+          key: outcome.damage.key,
+          error: outcome.damage.message,
+        });
+        break;
+      case "initialized":
+        log("info", "another Coordinator initialized the store: recovery required");
+        break;
+      case "unavailable":
+        // Once per outage, not on every check.
+        if (wasUnavailable) break;
+        log("warn", "cannot read the head to follow it", { error: outcome.message });
+        break;
+      default:
+        break;
+    }
+  };
+  coordinator.onAudit((finding) => {
+    if (finding.kind === "followed") log("info", "followed the head another process wrote (found by re-verification)", { generation: finding.generation });
+  });
+  const timer = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    coordinator
+      .follow()
+      .then(report, (err: unknown) => log("error", "following the head failed", { error: String(err) }))
+      .finally(() => (checking = false));
+  }, intervalMs);
+  timer.unref();
+}
+
 async function main(): Promise<void> {
   let config: Config | "help" | "version";
   let tls: ReturnType<typeof readTls>;
@@ -115,7 +166,10 @@ async function main(): Promise<void> {
     }
     evidenceSource = tsmEvidenceSource({ path: config.tsmPath });
   } else if (config.evidence === "simulated") {
-    const simulated = simulatedEvidenceSource();
+    const simulated = simulatedEvidenceSource({
+      ...(config.simulatedMeasurement === undefined ? {} : { measurement: config.simulatedMeasurement }),
+      ...(config.simulatedHostData === undefined ? {} : { hostData: config.simulatedHostData }),
+    });
     evidenceSource = simulated;
     log("warn", "INSECURE: the simulated evidence source is on; the Coordinator's evidence is signed by a key made at start and proves nothing. Never use it in production.", {
       evidence: "simulated",
@@ -148,7 +202,7 @@ async function main(): Promise<void> {
 
   let coordinator: Coordinator;
   try {
-    coordinator = await Coordinator.start({ store, name: config.name, validators, recoveryTimeoutMs: config.recoveryTimeoutMs, auditAfterWrites: true });
+    coordinator = await Coordinator.start({ store, name: config.name, validators, recoveryTimeoutMs: config.recoveryTimeoutMs, auditAfterWrites: true, follow: config.followIntervalMs > 0 });
   } catch (err) {
     fail(`error: cannot read the store (${storeText}): ${(err as Error).message}`, 1);
   }
@@ -163,6 +217,7 @@ async function main(): Promise<void> {
       .finally(() => (auditing = false));
   }, config.auditIntervalMs);
   audits.unref();
+  if (config.followIntervalMs > 0) followHead(coordinator, config.followIntervalMs);
   const app = createApp({
     coordinator,
     log,

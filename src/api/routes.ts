@@ -5,7 +5,8 @@ import { fromHex, toBase64 } from "../encoding.js";
 import { CoordinatorError, errorBody } from "../errors.js";
 import { keyDigest } from "../manifest/manifest.js";
 import { decodeBase64Field } from "../coordinator/coordinator.js";
-import type { Coordinator } from "../coordinator/coordinator.js";
+import type { Coordinator, RecoverInput } from "../coordinator/coordinator.js";
+import { openSealedShare } from "../coordinator/sealed-share.js";
 import type { SelfAttestation } from "../coordinator/self-attestation.js";
 import { admission } from "./admission.js";
 import type { Metrics } from "./metrics.js";
@@ -100,12 +101,33 @@ export function v1Routes(coordinator: Coordinator, metrics: Metrics, log: Log, s
   api.post("/recover", limit(limits.small), async function recover(c) {
     const body = await readBody(c, recoverRequest);
     try {
-      const share = decodeBase64Field(body.share, "share");
-      if (share.length < 32) throw new CoordinatorError("INVALID_REQUEST", `share: ${share.length} bytes, at least 32 expected`);
-      const result = await coordinator.recover({ share, salt: fromHex(body.salt) });
+      const salt = fromHex(body.salt);
+      let input: RecoverInput;
+      if (body.sealedShare !== undefined) {
+        const sealed = body.sealedShare;
+        // Opened by the Coordinator once the attempt matched, under its lock; no key: it cannot open.
+        const open = async () => {
+          if (selfAttestation === undefined) {
+            throw new CoordinatorError("SEALED_SHARE_INVALID", "this Coordinator has no HPKE key (no evidence source), so no sealed share opens here: send the share in clear");
+          }
+          return openSealedShare(selfAttestation.hpke, sealed, { name: coordinator.name, salt });
+        };
+        input = { sealed: { attempt: sealed.attempt, open }, salt };
+      } else {
+        if (selfAttestation !== undefined && selfAttestation.source !== null) {
+          throw new CoordinatorError(
+            "SHARE_NOT_SEALED",
+            "this Coordinator serves evidence of its own, so it takes seed shares only sealed to its attested HPKE key (sealedShare): verify GET /v1/attestation and seal the share",
+          );
+        }
+        const share = decodeBase64Field(body.share ?? "", "share");
+        if (share.length < 32) throw new CoordinatorError("INVALID_REQUEST", `share: ${share.length} bytes, at least 32 expected`);
+        input = { share, salt };
+      }
+      const result = await coordinator.recover(input);
       const done = result.state === "ready";
       metrics.inc("coordinator_recoveries_total", "Recover requests by outcome.", { outcome: done ? "ok" : "share-accepted" });
-      log("info", done ? "recovered" : "seed share accepted", { ...result.recovery, generation: coordinator.status().generation });
+      log("info", done ? "recovered" : "seed share accepted", { ...result.recovery, sealed: body.sealedShare !== undefined, generation: coordinator.status().generation });
       return c.json(result);
     } catch (err) {
       const code = err instanceof CoordinatorError ? err.code : "INTERNAL";

@@ -58,13 +58,25 @@ export const setManifestResponse = z.object({
   seedShares: seedShareDocumentSchema.optional().describe("on the first set, and on an update that changes the seed-share owners or the threshold: the encrypted seed shares and the salt"),
 });
 
-/** POST /v1/recover */
+/** POST /v1/recover: the salt and exactly one of `share` (in clear; refused while an evidence source is on) and `sealedShare`. */
 export const recoverRequest = z
   .object({
-    share: base64(1024).describe("one decrypted seed share (with threshold 1: the recovery seed itself), base64"),
     salt: sha256Hex.describe("the salt from the seed-share document, hex"),
+    share: base64(1024)
+      .optional()
+      .describe("one decrypted seed share (with threshold 1: the recovery seed itself), base64; refused (SHARE_NOT_SEALED) by a Coordinator with an evidence source; exactly one of share and sealedShare"),
+    sealedShare: z
+      .object({
+        attempt: z.string().regex(/^[0-9a-f]{32}$/, "16 bytes, lower-case hex").describe("the recovery attempt's nonce (status.recovery.nonce) the share is sealed for"),
+        enc: base64(88).describe("the HPKE encapsulated key (65 bytes), base64"),
+        ciphertext: base64(1100).describe("the share sealed with HPKE to the Coordinator's attested key (info: name and attempt; aad: the salt), base64"),
+      })
+      .strict()
+      .optional()
+      .describe("the share sealed to the HPKE key the Coordinator's evidence binds, for the current attempt; exactly one of share and sealedShare"),
   })
-  .strict();
+  .strict()
+  .refine((body) => (body.share === undefined) !== (body.sealedShare === undefined), { message: "exactly one of share and sealedShare is required" });
 
 /** DELETE /v1/recover */
 export const resetRecoveryRequest = z
@@ -77,7 +89,7 @@ export const resetRecoveryRequest = z
 const progress = z.object({
   threshold: z.number().int(),
   received: z.number().int(),
-  nonce: z.string().nullable().describe("identifies the current recovery attempt; null before the first share"),
+  nonce: z.string().nullable().describe("identifies the current recovery attempt, from the start of recovery-required or stale: shares are sealed for it, and a reset is signed over it"),
 });
 
 /** Answer of POST /v1/recover */

@@ -121,9 +121,17 @@ export interface SimulatedEvidenceSource extends EvidenceSource {
  * An evidence source that signs SEV-SNP reports of the real format with a generated AMD hierarchy
  * (ARK, ASK, one VCEK). It proves nothing: anyone can make one. Development and tests only; the
  * adapters switch it on only when asked by name and log that it is insecure. The hierarchy is made
- * in the background at once (or given, for tests); `evidence()` waits for it.
+ * in the background at once (or given, for tests); `evidence()` waits for it. `measurement` (48
+ * bytes) and `hostData` (32 bytes) go into every report (default: all zeros), so tests can make a
+ * genuine Coordinator and an impostor with another measurement or policy.
  */
-export function simulatedEvidenceSource(options: { amd?: SimulatedAmd | Promise<SimulatedAmd> } = {}): SimulatedEvidenceSource {
+export function simulatedEvidenceSource(
+  options: { amd?: SimulatedAmd | Promise<SimulatedAmd>; measurement?: Uint8Array; hostData?: Uint8Array } = {},
+): SimulatedEvidenceSource {
+  if (options.measurement !== undefined && options.measurement.length !== 48) throw new RangeError("the simulated measurement must have 48 bytes");
+  if (options.hostData !== undefined && options.hostData.length !== 32) throw new RangeError("the simulated host data must have 32 bytes");
+  const measurement = options.measurement?.slice() ?? new Uint8Array(48);
+  const hostData = options.hostData?.slice() ?? new Uint8Array(32);
   const amd = Promise.resolve(options.amd ?? createSimulatedAmd({ product: "Milan", asvk: false }));
   const vcek: Promise<SimulatedEndorsement> = amd.then((a) => a.issueEndorsement("vcek", { tcb: simulatedTcb }));
   // A failure surfaces on each evidence() call; it must not be an unhandled rejection meanwhile.
@@ -141,7 +149,7 @@ export function simulatedEvidenceSource(options: { amd?: SimulatedAmd | Promise<
       } catch (err) {
         throw new CoordinatorError("EVIDENCE_FAILED", `the simulated evidence source could not start: ${(err as Error).message}`, { cause: err });
       }
-      const evidence = await hierarchy.attest({ reportData }, endorsement);
+      const evidence = await hierarchy.attest({ reportData, measurement, hostData }, endorsement);
       const certs = evidence.certificates ?? {};
       const certificates: NonNullable<SnpCoordinatorEvidence["certificates"]> = {};
       for (const [k, v] of Object.entries(certs)) {

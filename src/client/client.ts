@@ -1,5 +1,5 @@
 // The typed REST client of the Coordinator API: fetch only, runtime-neutral, one error type with stable codes.
-import type { z } from "zod";
+import { z } from "zod";
 import {
   historyResponse,
   meshCertificateResponse,
@@ -49,11 +49,18 @@ export interface RecoveryResetRequest {
   signature: string;
 }
 
-/** The body of POST /v1/recover. */
-export interface RecoverRequest {
-  share: string;
-  salt: string;
+/** A seed share sealed with HPKE to the Coordinator's attested key for one recovery attempt (see src/coordinator/sealed-share.ts `sealShare`). */
+export interface SealedShareBody {
+  /** The attempt's nonce (status.recovery.nonce), 32 hex characters. */
+  attempt: string;
+  /** The HPKE encapsulated key, base64. */
+  enc: string;
+  /** The sealed share, base64. */
+  ciphertext: string;
 }
+
+/** The body of POST /v1/recover: the salt and exactly one of the share in clear (base64) and the sealed share. */
+export type RecoverRequest = { salt: string; share: string } | { salt: string; sealedShare: SealedShareBody };
 
 /** The body of POST /v1/mesh/certificate. */
 export interface MeshCertificateRequest {
@@ -198,7 +205,7 @@ export class CoordinatorClient {
     return this.call("POST", "/v1/manifest", body, setManifestResponse);
   }
 
-  /** POST /v1/recover */
+  /** POST /v1/recover: one share, in clear or sealed (a Coordinator with an evidence source takes only sealed ones: SHARE_NOT_SEALED). */
   recover(body: RecoverRequest): Promise<RecoverResponse> {
     return this.call("POST", "/v1/recover", body, recoverResponse);
   }
@@ -211,6 +218,15 @@ export class CoordinatorClient {
   /** POST /v1/mesh/certificate */
   meshCertificate(body: MeshCertificateRequest): Promise<MeshCertificateResponse> {
     return this.call("POST", "/v1/mesh/certificate", body, meshCertificateResponse);
+  }
+
+  /**
+   * GET /v1/attestation?nonce=…: the Coordinator's own evidence for a 32-byte nonce (hex), as raw
+   * JSON for verifyCoordinatorEvidence (src/attestation/coordinator-verify.ts) to check; a
+   * Coordinator without an evidence source answers EVIDENCE_UNAVAILABLE.
+   */
+  attestation(nonceHex: string): Promise<unknown> {
+    return this.call("GET", `/v1/attestation?nonce=${encodeURIComponent(nonceHex)}`, undefined, z.unknown());
   }
 
   private async call<S extends z.ZodType>(method: string, path: string, body: unknown, schema: S): Promise<z.infer<S>> {

@@ -2,6 +2,7 @@
 import { bytesEqual } from "../encoding.js";
 import { CoordinatorError } from "../errors.js";
 import { headKey, parseHead, verifyHead } from "../history/head.js";
+import type { SignedHead } from "../history/head.js";
 import { getObject, kinds } from "../history/objects.js";
 import { StoreError } from "../storage/store.js";
 import type { Store } from "../storage/store.js";
@@ -14,15 +15,32 @@ export interface Damage {
   message: string;
 }
 
-/** What one audit found: all well, damage, a head that another writer moved forward, or a store that did not answer. */
+/**
+ * What one audit found: all well, damage, a head that moved to one this Coordinator could not
+ * follow (it turned stale), a newer head it followed (loaded and now serves), or a store that did
+ * not answer.
+ */
 export type AuditFinding =
   | { kind: "ok" }
   | { kind: "damaged"; damage: Damage }
   | { kind: "moved" }
+  | { kind: "followed"; generation: number }
+  | { kind: "unavailable"; message: string };
+
+/**
+ * What the head check found: the held head; damage (missing, malformed, or a validly signed head
+ * that is not newer: a rollback); a newer head validly signed by this Coordinator's key (another
+ * writer moved it forward); a head its key does not verify (another seed's, or changed); or no answer.
+ */
+export type HeadFinding =
+  | { kind: "ok" }
+  | { kind: "damaged"; damage: Damage }
+  | { kind: "newer"; head: SignedHead; bytes: Uint8Array }
+  | { kind: "unverifiable"; damage: Damage; bytes: Uint8Array }
   | { kind: "unavailable"; message: string };
 
 /** Turns a read failure into a finding: integrity errors are damage, store failures are unavailability. */
-function findingOf(err: unknown): AuditFinding {
+function findingOf(err: unknown): Extract<AuditFinding, { kind: "damaged" | "unavailable" }> {
   if (err instanceof CoordinatorError && err.code === "STATE_CORRUPT") {
     return { kind: "damaged", damage: { key: err.key ?? "unknown", message: err.message } };
   }
@@ -58,11 +76,14 @@ export async function auditObjects(store: Store, ready: Ready): Promise<AuditFin
 }
 
 /**
- * Checks the stored head against the one the Coordinator holds: the same bytes are fine; a newer
- * head validly signed by this Coordinator's key means another writer moved it; anything else
- * (missing, malformed, unsigned, or the same or an older generation with other bytes) is damage.
+ * Checks the stored head against the one the Coordinator holds. The same bytes are fine; a newer
+ * head validly signed by this Coordinator's key means another writer moved it; a head that key does
+ * not verify is unverifiable; anything else (missing, malformed, or the same or an older generation
+ * with other bytes) is damage. `onChanged` is called as soon as the stored bytes are read and differ
+ * from the held ones, before anything is verified (the follower stops issuing under the held state
+ * from that instant).
  */
-export async function auditHead(store: Store, name: string, ready: Ready): Promise<AuditFinding> {
+export async function auditHead(store: Store, name: string, ready: Ready, onChanged?: () => void): Promise<HeadFinding> {
   const key = headKey(name);
   let stored: Uint8Array | null;
   try {
@@ -70,17 +91,23 @@ export async function auditHead(store: Store, name: string, ready: Ready): Promi
   } catch (err) {
     return findingOf(err);
   }
+  if (stored !== null && bytesEqual(stored, ready.headBytes)) return { kind: "ok" };
+  onChanged?.();
   if (stored === null) return { kind: "damaged", damage: { key, message: `${key} is missing from the store` } };
-  if (bytesEqual(stored, ready.headBytes)) return { kind: "ok" };
   let head;
   try {
     head = parseHead(stored, key);
   } catch (err) {
     return findingOf(err);
   }
-  if (head.generation > ready.head.generation && (await verifyHead(head, ready.engine.transactionSigningKey.publicKey))) {
-    return { kind: "moved" };
+  if (!(await verifyHead(head, ready.engine.transactionSigningKey.publicKey))) {
+    return {
+      kind: "unverifiable",
+      bytes: stored,
+      damage: { key, message: `${key} was replaced by a head this Coordinator's key does not verify (generation ${head.generation})` },
+    };
   }
+  if (head.generation > ready.head.generation) return { kind: "newer", head, bytes: stored };
   return {
     kind: "damaged",
     damage: { key, message: `${key} was replaced: generation ${head.generation} is not the verified generation ${ready.head.generation}` },

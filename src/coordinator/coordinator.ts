@@ -11,12 +11,14 @@ import { headKey, parseHead } from "../history/head.js";
 import type { Store } from "../storage/store.js";
 import { auditHead, auditObjects } from "./audit.js";
 import type { AuditFinding, Damage } from "./audit.js";
+import { auditFindingOf, Follower } from "./follow.js";
+import type { FollowFinding, FollowOutcome } from "./follow.js";
 import { authorizeReset } from "./authorize.js";
 import type { ResetRequest } from "./authorize.js";
 import { historyView } from "./history.js";
 import type { HistoryView } from "./history.js";
 import { issueMeshCertificate } from "./issue.js";
-import type { MeshCertificate } from "./issue.js";
+import type { IssuingState, MeshCertificate } from "./issue.js";
 import { loadReady } from "./ready.js";
 import type { Ready } from "./ready.js";
 import { defaultRecoveryTimeoutMs, openRootSeed, RecoveryAttempt, storedSeedShares } from "./recovery.js";
@@ -24,6 +26,7 @@ import { setManifest } from "./set.js";
 import type { SetManifestInput, SetManifestResult } from "./set.js";
 
 export type { AuditFinding, Damage } from "./audit.js";
+export type { FollowOutcome } from "./follow.js";
 export type { HistoryView } from "./history.js";
 export type { MeshCertificate } from "./issue.js";
 export type { SetManifestInput, SetManifestResult } from "./set.js";
@@ -41,14 +44,33 @@ export interface CoordinatorDeps {
   recoveryTimeoutMs?: number;
   /** Re-verify the stored state in the background after each write (adapters switch it on; default off). */
   auditAfterWrites?: boolean;
+  /**
+   * Follow the head when another process on the store moves it (see follow.ts): a lost
+   * compare-and-swap and an audit load the newer head instead of turning stale, and `follow()`
+   * checks it (adapters switch it on and poll; default off: a moved head makes the Coordinator stale).
+   */
+  follow?: boolean;
 }
 
-/** Recovery progress, as status and recover report it; `nonce` names the current attempt (null: none yet). */
+/** Recovery progress, as status and recover report it; `nonce` names the current attempt (it exists before the first share: shares are sealed for it). */
 export interface RecoveryProgress {
   threshold: number;
   received: number;
-  nonce: string | null;
+  nonce: string;
 }
+
+/**
+ * A seed share sealed to this process's HPKE key for one recovery attempt: `attempt` is the nonce it
+ * was sealed for, and `open` opens it (SEALED_SHARE_INVALID when it does not). The Coordinator
+ * opens it only after `attempt` matched the current attempt, under the same lock that keeps shares.
+ */
+export interface SealedShareInput {
+  attempt: string;
+  open(): Promise<Uint8Array>;
+}
+
+/** One share for recover: in clear (`share`) or sealed (`sealed`), with the salt of its seed-share document. */
+export type RecoverInput = { share: Uint8Array; salt: Uint8Array } | { sealed: SealedShareInput; salt: Uint8Array };
 
 /** The Coordinator's status. */
 export interface Status {
@@ -81,6 +103,8 @@ export class Coordinator {
   private readonly nonces: NonceBook;
   private readonly recoveryTimeoutMs: number;
   private readonly auditAfterWrites: boolean;
+  /** Follows the head (null: following is off). */
+  private readonly follower: Follower | null;
   private state: CoordinatorState;
   private ready: Ready | null = null;
   /** The threshold of the head last read while not ready (unverified: for display). */
@@ -97,6 +121,7 @@ export class Coordinator {
     this.now = deps.now ?? (() => new Date());
     this.recoveryTimeoutMs = deps.recoveryTimeoutMs ?? defaultRecoveryTimeoutMs;
     this.auditAfterWrites = deps.auditAfterWrites ?? false;
+    this.follower = deps.follow === true ? new Follower(deps.store, deps.name) : null;
     this.nonces = new NonceBook({ now: () => this.now().getTime() });
     this.state = state;
     this.threshold = threshold;
@@ -118,15 +143,21 @@ export class Coordinator {
     }
   }
 
-  /** The current attempt, dropped once it has expired. */
+  /**
+   * The current attempt while recovery is needed (recovery-required or stale), else null: an expired
+   * one is dropped, and a new one (with a new nonce) begins at once.
+   */
   private currentAttempt(): RecoveryAttempt | null {
     if (this.attempt?.expired(this.now().getTime())) this.dropAttempt();
+    if (this.state !== "recovery-required" && this.state !== "stale") return null;
+    this.attempt ??= new RecoveryAttempt(this.recoveryTimeoutMs);
     return this.attempt;
   }
 
+  /** Progress of the current attempt; only while recovery is needed. */
   private progress(): RecoveryProgress {
-    const attempt = this.currentAttempt();
-    return { threshold: this.threshold, received: attempt?.shares.size ?? 0, nonce: attempt?.nonce ?? null };
+    const attempt = this.currentAttempt()!;
+    return { threshold: this.threshold, received: attempt.shares.size, nonce: attempt.nonce };
   }
 
   /** The current state. */
@@ -155,7 +186,8 @@ export class Coordinator {
   /**
    * Re-verifies what the ready state relies on (every stored object, then the head). Damage is
    * recorded and refuses writes until a later audit finds the object restored; a head that another
-   * writer moved forward makes the Coordinator stale. Does nothing unless ready.
+   * writer moved forward is followed (with following on), else it makes the Coordinator stale. Does
+   * nothing unless ready.
    */
   async audit(): Promise<AuditFinding> {
     const ready = this.ready;
@@ -164,9 +196,13 @@ export class Coordinator {
     if (finding.kind === "ok") {
       finding = await this.writes.run(async () => {
         if (this.state !== "ready" || this.ready === null) return { kind: "ok" } as const;
+        if (this.follower !== null) return auditFindingOf(await this.followLocked());
         const head = await auditHead(this.store, this.name, this.ready);
-        if (head.kind === "moved") this.state = "stale";
-        return head;
+        if (head.kind === "newer") {
+          this.state = "stale";
+          return { kind: "moved" } as const;
+        }
+        return head.kind === "unverifiable" ? ({ kind: "damaged", damage: head.damage } as const) : head;
       });
     }
     if (finding.kind === "ok") this.damage = null;
@@ -211,8 +247,55 @@ export class Coordinator {
       if (this.auditAfterWrites && result.unchanged !== true) this.audit().catch(() => undefined);
       return result;
     } catch (err) {
-      if (err instanceof CoordinatorError && err.code === "STALE") this.becomeStale(current);
+      if (err instanceof CoordinatorError && err.code === "STALE") {
+        // Following: the head that won is loaded if this Coordinator can verify it; the answer stays STALE.
+        const followed = current !== null && this.follower !== null ? await this.followLocked().catch(() => null) : null;
+        if (followed?.kind !== "followed") this.becomeStale(current);
+      }
       throw err;
+    }
+  }
+
+  /**
+   * Checks the stored head once and follows it (follow.ts): in ready (or stale), a newer head that
+   * the held keys verify is loaded and served, one they do not verify makes the Coordinator stale,
+   * and the verified head found again ends a stale; in uninitialized, a head another Coordinator
+   * wrote makes it recovery-required. One read when nothing moved. Does nothing with following off.
+   */
+  follow(): Promise<FollowOutcome> {
+    return this.writes.run(() => this.followLocked());
+  }
+
+  private async followLocked(): Promise<FollowOutcome> {
+    const follower = this.follower;
+    if (follower === null) return { kind: "unchanged" };
+    if (this.state === "uninitialized") return this.adopt(await follower.appeared());
+    if ((this.state !== "ready" && this.state !== "stale") || this.ready === null) return { kind: "unchanged" };
+    return follower.check(this.ready, this.state === "stale", (finding) => this.adopt(finding));
+  }
+
+  /** Applies what following found; synchronous, so the swap and the end of the check are one step. */
+  private adopt(finding: FollowFinding): FollowOutcome {
+    switch (finding.kind) {
+      case "followed":
+        this.ready = finding.ready;
+        this.state = "ready";
+        this.damage = null;
+        this.dropAttempt();
+        return { kind: "followed", generation: finding.ready.head.generation, latestTransition: finding.ready.head.latestTransition };
+      case "restored":
+        this.state = "ready";
+        this.dropAttempt();
+        return finding;
+      case "unverifiable":
+        this.state = "stale";
+        return { kind: "stale", damage: finding.damage };
+      case "initialized":
+        this.state = "recovery-required";
+        this.threshold = Coordinator.thresholdOf(finding.head, this.name);
+        return { kind: "initialized" };
+      default:
+        return finding;
     }
   }
 
@@ -228,8 +311,10 @@ export class Coordinator {
    * Takes one seed share (with threshold 1: the recovery seed itself). Each share is checked on its
    * own against the head's commitments before it is kept; once `threshold` distinct shares are in,
    * they are combined, the root seed is unsealed, and the whole stored state is verified against it.
+   * A sealed share must be sealed for the current attempt (ATTEMPT_CHANGED otherwise) and open
+   * (SEALED_SHARE_INVALID); a refused share changes nothing.
    */
-  recover(input: { share: Uint8Array; salt: Uint8Array }): Promise<{ state: CoordinatorState; recovery: RecoveryProgress }> {
+  recover(input: RecoverInput): Promise<{ state: CoordinatorState; recovery: RecoveryProgress }> {
     return this.writes.run(async () => {
       if (this.state === "uninitialized" || this.state === "ready") {
         throw new CoordinatorError("NOT_IN_RECOVERY", `the Coordinator is ${this.state} and needs no recovery`);
@@ -248,17 +333,27 @@ export class Coordinator {
       }
       const r = head.recovery;
       this.threshold = r.threshold;
-      let attempt = this.currentAttempt();
-      if (attempt !== null && attempt.headVersion !== stored.version) {
+      let attempt = this.currentAttempt()!;
+      if (!attempt.isFor(stored.version)) {
+        // The state the shares were for is gone: a new attempt, with a new nonce, begins.
         this.dropAttempt();
-        attempt = null;
+        attempt = this.currentAttempt()!;
       }
+      const sealed = "sealed" in input ? input.sealed : null;
+      const attemptChanged = (current: RecoveryAttempt) =>
+        new CoordinatorError(
+          "ATTEMPT_CHANGED",
+          `this share was sealed for recovery attempt ${sealed?.attempt}, but the current attempt is ${current.nonce}: read the status and seal it again`,
+        );
+      if (sealed !== null && sealed.attempt !== attempt.nonce) throw attemptChanged(attempt);
+      const share = "sealed" in input ? await input.sealed.open() : input.share;
+      if (share.length < 32) throw new CoordinatorError("INVALID_REQUEST", `share: ${share.length} bytes, at least 32 expected`);
 
       const corruptHead = (why: string) => new CoordinatorError("STATE_CORRUPT", `${key}: ${why}`, { key });
       // With threshold 1 the share is the recovery seed: if it opens the sealed root seed although the
       // salt or commitment disagree, the owner is right and the head was changed.
       const opensRoot = async () =>
-        r.threshold === 1 && (await openRootSeed(input.share, input.salt, r.sealedRootSeed, this.name)) !== null;
+        r.threshold === 1 && (await openRootSeed(share, input.salt, r.sealedRootSeed, this.name)) !== null;
       if (!bytesEqual(input.salt, fromHex(r.salt))) {
         if (await opensRoot()) throw corruptHead("the recovery parameters were changed");
         throw new CoordinatorError(
@@ -266,7 +361,7 @@ export class Coordinator {
           "this share belongs to another deployment, or to seed-share owners that a manifest update replaced",
         );
       }
-      const commitment = await shareCommitment(input.salt, input.share);
+      const commitment = await shareCommitment(input.salt, share);
       if (!r.commitments.includes(commitment)) {
         if (await opensRoot()) throw corruptHead("the share commitments were changed");
         if (r.threshold === 1) {
@@ -277,12 +372,16 @@ export class Coordinator {
           "this share matches none of the Coordinator's share commitments: it is corrupted or not one of its shares",
         );
       }
-      attempt ??= new RecoveryAttempt(stored.version, this.recoveryTimeoutMs, this.now().getTime());
+      // The attempt may have expired while the share was checked (status reads it outside the lock).
+      const current = this.currentAttempt()!;
+      if (current !== attempt) {
+        if (sealed !== null) throw attemptChanged(current);
+        attempt = current;
+      }
       if (attempt.shares.has(commitment)) {
         throw new CoordinatorError("SHARE_REPEATED", `this share was already received in attempt ${attempt.nonce}`);
       }
-      attempt.shares.set(commitment, input.share.slice());
-      this.attempt = attempt;
+      attempt.keep(commitment, share, stored.version, this.now().getTime());
       if (attempt.shares.size < r.threshold) return { state: this.state, recovery: this.progress() };
 
       const received = { threshold: r.threshold, received: attempt.shares.size, nonce: attempt.nonce };
@@ -307,13 +406,13 @@ export class Coordinator {
       if (this.state === "uninitialized" || this.state === "ready") {
         throw new CoordinatorError("NOT_IN_RECOVERY", `the Coordinator is ${this.state} and needs no recovery`);
       }
-      const attempt = this.currentAttempt();
-      if (attempt === null) {
-        throw new CoordinatorError("NO_RECOVERY_ATTEMPT", "no shares have been received, so there is no recovery attempt to reset");
+      const attempt = this.currentAttempt()!;
+      if (attempt.shares.size === 0) {
+        throw new CoordinatorError("NO_RECOVERY_ATTEMPT", "no shares have been received in this attempt, so there is nothing to reset");
       }
       const key = headKey(this.name);
       const stored = await this.store.getVersioned(key);
-      if (stored === null || stored.version !== attempt.headVersion) {
+      if (stored === null || !attempt.isFor(stored.version)) {
         // The state the shares were for is gone: the attempt is void anyway.
         this.dropAttempt();
         return this.progress();
@@ -348,9 +447,27 @@ export class Coordinator {
     return historyView(this.store, this.name, this.requireReady());
   }
 
+  /**
+   * What issuance takes its state from: the newest ready state once every head read is settled (a
+   * newer head read but not loaded is loaded first), and whether a state is still the newest seen.
+   */
+  private readonly issuing: IssuingState = {
+    newest: async () => {
+      if (this.follower !== null) {
+        await this.follower.settled();
+        if (this.follower.behind) await this.follow();
+        if (this.follower.behind) {
+          throw new CoordinatorError("STORE_UNAVAILABLE", "a newer head was read from the store but could not be loaded yet; retry");
+        }
+      }
+      return this.requireReady();
+    },
+    isNewest: (ready) => this.state === "ready" && this.ready === ready && (this.follower?.quiet ?? true),
+  };
+
   /** Issues a mesh certificate to an attested workload whose policy is in the current manifest. */
   issueMeshCertificate(input: { publicKey: Uint8Array; evidence: unknown }): Promise<MeshCertificate> {
-    return issueMeshCertificate(this.requireReady(), this.validators, input, this.now(), this.nonces);
+    return issueMeshCertificate(this.issuing, this.validators, input, this.now(), this.nonces);
   }
 
   /**

@@ -21,13 +21,64 @@ export interface MeshCertificate {
   policyHash: string;
 }
 
-/** Issues a mesh certificate to an attested workload whose policy is in the current manifest. */
+/** Where issuance takes its state from: the state holder's newest ready state. */
+export interface IssuingState {
+  /** The newest ready state, once every head already read is settled; throws outside ready. */
+  newest(): Promise<Ready>;
+  /**
+   * Whether `ready` is still the newest state the Coordinator has seen. Synchronous: the certificate
+   * is handed out in the same step as this check, so no state swap can fall between them.
+   */
+  isNewest(ready: Ready): boolean;
+}
+
+/** How often a certificate is made again under a newer state before issuance gives up (BUSY). */
+const maxRounds = 3;
+
+/**
+ * Issues a mesh certificate to an attested workload whose policy is in the newest manifest. If the
+ * state changed while the certificate was made (another process moved the head, and this one read
+ * it), the certificate is dropped and made again under the new state: evidence, reference values
+ * and policy checked against the new manifest, the evidence's nonce consumed only once.
+ */
 export async function issueMeshCertificate(
-  ready: Ready,
+  state: IssuingState,
   validators: Validators,
   input: { publicKey: Uint8Array; evidence: unknown },
   now: Date,
   nonces: NonceBook,
+): Promise<MeshCertificate> {
+  const consumed = new Map<string, Promise<Uint8Array>>();
+  const consumeNonce = (hex: string): Promise<Uint8Array> => {
+    let bytes = consumed.get(hex);
+    if (bytes === undefined) consumed.set(hex, (bytes = nonces.consume(hex)));
+    return bytes;
+  };
+  for (let round = 1; ; round++) {
+    const ready = await state.newest();
+    let certificate: MeshCertificate;
+    try {
+      certificate = await issueUnder(ready, validators, input, now, consumeNonce);
+    } catch (err) {
+      // A refusal under a state that was superseded meanwhile is decided again under the new one.
+      if (state.isNewest(ready) || round === maxRounds) throw err;
+      continue;
+    }
+    // No await between this check and the return: the certificate leaves under the newest state.
+    if (state.isNewest(ready)) return certificate;
+    if (round === maxRounds) {
+      throw new CoordinatorError("BUSY", "the manifest changed while the certificate was issued, several times in a row; retry");
+    }
+  }
+}
+
+/** Makes a mesh certificate under one ready state. */
+async function issueUnder(
+  ready: Ready,
+  validators: Validators,
+  input: { publicKey: Uint8Array; evidence: unknown },
+  now: Date,
+  consumeNonce: (hex: string) => Promise<Uint8Array>,
 ): Promise<MeshCertificate> {
   const validator = validatorFor(validators, input.evidence);
   const publicKey = await importWorkloadKey(input.publicKey);
@@ -35,7 +86,7 @@ export async function issueMeshCertificate(
     publicKey: input.publicKey,
     referenceValues: ready.manifest.ReferenceValues,
     now,
-    consumeNonce: (hex) => nonces.consume(hex),
+    consumeNonce,
   });
   const entry = ready.manifest.Policies[policyHash];
   if (entry === undefined) {

@@ -74,23 +74,40 @@ export async function openRootSeed(
   }
 }
 
-/** Shares received so far for one head version; lives only in memory. */
-export class RecoveryAttempt {
-  readonly nonce = toHex(randomBytes(16));
-  readonly shares = new Map<string, Uint8Array>();
-  private readonly expiresAt: number;
+/** Bytes of a recovery attempt's nonce. */
+export const attemptNonceBytes = 16;
 
-  constructor(
-    readonly headVersion: string,
-    timeoutMs: number,
-    now: number,
-  ) {
-    this.expiresAt = now + timeoutMs;
+/**
+ * One recovery attempt; lives only in memory. It exists, with its nonce, as soon as the Coordinator
+ * needs recovery (shares are sealed for its nonce); its first share binds it to the head version the
+ * shares are for and starts its timeout.
+ */
+export class RecoveryAttempt {
+  /** Names the attempt (hex): sealed shares are bound to it, and a reset is signed over it. */
+  readonly nonce = toHex(randomBytes(attemptNonceBytes));
+  readonly shares = new Map<string, Uint8Array>();
+  #headVersion: string | null = null;
+  #expiresAt: number | null = null;
+
+  constructor(private readonly timeoutMs: number) {}
+
+  /** Whether a share for head version `version` belongs to this attempt: none was received yet, or they were for the same version. */
+  isFor(version: string): boolean {
+    return this.#headVersion === null || this.#headVersion === version;
   }
 
-  /** True once the attempt is older than its timeout. */
+  /** Keeps a share checked against head version `version`; the first one starts the timeout. */
+  keep(commitment: string, share: Uint8Array, version: string, now: number): void {
+    if (this.#headVersion === null) {
+      this.#headVersion = version;
+      this.#expiresAt = now + this.timeoutMs;
+    }
+    this.shares.set(commitment, share.slice());
+  }
+
+  /** True once the attempt is older than its timeout (counted from its first share). */
   expired(now: number): boolean {
-    return now >= this.expiresAt;
+    return this.#expiresAt !== null && now >= this.#expiresAt;
   }
 
   /** Forgets the shares (best effort: overwrites them). */

@@ -7,6 +7,29 @@ export function hpkeSuite(): CipherSuite {
   return new CipherSuite({ kem: new DhkemP256HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes128Gcm() });
 }
 
+/** What a sender gets from sealing: the encapsulated key (65 bytes for DHKEM(P-256)) and the ciphertext (plaintext plus a 16-byte tag). */
+export interface HpkeSealed {
+  enc: Uint8Array;
+  ciphertext: Uint8Array;
+}
+
+/**
+ * The sender side: seals `plaintext` (single-shot, base mode) to the serialized public key `publicKey`
+ * (a 65-byte uncompressed P-256 point) with the application's `info` and additional data `aad`. A
+ * public key that is not a point of P-256 is INVALID_REQUEST.
+ */
+export async function sealTo(publicKey: Uint8Array, plaintext: Uint8Array, info: Uint8Array, aad: Uint8Array = new Uint8Array(0)): Promise<HpkeSealed> {
+  const suite = hpkeSuite();
+  let recipientPublicKey: CryptoKey;
+  try {
+    recipientPublicKey = await suite.kem.deserializePublicKey(publicKey);
+  } catch (err) {
+    throw new CoordinatorError("INVALID_REQUEST", "the HPKE public key is not an uncompressed P-256 point", { cause: err });
+  }
+  const sealed = await suite.seal({ recipientPublicKey, info }, plaintext, aad);
+  return { enc: new Uint8Array(sealed.enc), ciphertext: new Uint8Array(sealed.ct) };
+}
+
 /** An HPKE recipient whose private key never leaves this object (and never leaves memory). */
 export class HpkeRecipient {
   /** The serialized public key (the 65-byte uncompressed P-256 point). */

@@ -93,7 +93,7 @@ describe("GET /v1/status", () => {
       name: coordinatorName,
       generation: null,
       latestTransition: null,
-      recovery: { threshold: 1, received: 0, nonce: null },
+      recovery: { threshold: 1, received: 0, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) },
     });
     statusResponse.parse(a.json);
   });
@@ -107,7 +107,7 @@ describe("GET /v1/status", () => {
       name: coordinatorName,
       generation: 1,
       latestTransition: f.transition,
-      recovery: { threshold: 1, received: 0, nonce: null },
+      recovery: { threshold: 1, received: 0, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) },
     });
     statusResponse.parse(a.json);
     const peer = await get(f.peer!.app, "/v1/status");

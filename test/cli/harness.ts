@@ -37,10 +37,19 @@ export interface CliRun {
   stderr: string;
 }
 
-/** Runs `node dist/contrast.mjs ...args` in `cwd` and waits for it. */
-export async function contrast(args: string[], cwd: string, timeoutMs = 30_000): Promise<CliRun> {
-  const result = await runBundle(args, { cwd, bundle: cliPath, timeoutMs });
-  return { code: result.code, stdout: result.stdout, stderr: result.stderr };
+/** The warning the CLI prints when attestation is skipped (adapters/cli/attest.ts skipWarning). */
+const skipWarningLine = /^contrast: warning: attestation skipped .*\n/gm;
+
+/**
+ * Runs `node dist/contrast.mjs ...args` in `cwd` and waits for it. The Coordinators of most tests
+ * serve no evidence, so the CLI runs with CONTRAST_INSECURE_SKIP_ATTESTATION=1 and its warning about
+ * that is taken out of stderr; `{ attest: true }` runs it as a user would, checking the Coordinator.
+ */
+export async function contrast(args: string[], cwd: string, timeoutMs = 30_000, opts: { attest?: boolean } = {}): Promise<CliRun> {
+  const attest = opts.attest === true;
+  const env = attest ? { CONTRAST_INSECURE_SKIP_ATTESTATION: "" } : { CONTRAST_INSECURE_SKIP_ATTESTATION: "1" };
+  const result = await runBundle(args, { cwd, bundle: cliPath, timeoutMs, env });
+  return { code: result.code, stdout: result.stdout, stderr: attest ? result.stderr : result.stderr.replace(skipWarningLine, "") };
 }
 
 /** Asserts success: exit 0 and nothing on stderr. */

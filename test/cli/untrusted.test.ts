@@ -202,7 +202,7 @@ describe("recover over plain http and over https", () => {
     const url = `http://127.0.0.1:${(listener.address() as AddressInfo).port}`;
     try {
       const line = expectFailure(await contrast(["-c", url, "-w", ws, "recover"], work), 2);
-      expect(line).toMatch(/refusing to send a seed share in clear text to http:\/\/127\.0\.0\.1:\d+: over plain http anyone on the network path can read it.*--insecure-http.*nothing was sent/);
+      expect(line).toMatch(/refusing to send a seed share to http:\/\/127\.0\.0\.1:\d+ over plain http without attestation: anyone on the network path can pose as the Coordinator.*--insecure-http.*nothing was sent/);
       expect(seen).toEqual([]);
       // What the refusal prevents: with --insecure-http the listener reads the share (with threshold 1, the root seed).
       expectOk(await contrast(["-c", url, "-w", ws, "recover", "--insecure-http"], work));

@@ -143,11 +143,11 @@ export async function startCoordinator(opts: {
 /** Runs the bundle to completion with the given arguments; kills it (and rejects) after `timeoutMs`. */
 export async function runBundle(
   args: string[],
-  opts: { cwd: string; bundle?: string; timeoutMs?: number },
+  opts: { cwd: string; bundle?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv },
 ): Promise<Exit & { stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [opts.bundle ?? bundlePath, ...args], {
     cwd: opts.cwd,
-    env: childEnv(),
+    env: { ...childEnv(), ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(child);

@@ -18,6 +18,7 @@ describe("parseConfig", () => {
       tls: null,
       recoveryTimeoutMs: 600_000,
       auditIntervalMs: 60_000,
+      followIntervalMs: 500,
       allowedHosts: null,
       evidence: "none",
       tsmPath: "/sys/kernel/config/tsm/report",
@@ -39,6 +40,13 @@ describe("parseConfig", () => {
     ] as const) {
       expect(() => parseConfig([...argv], env)).toThrow(/^--allowed-hosts /);
     }
+  });
+
+  it("reads the follow interval: 0 (off) or 100ms to 1h, default 500ms", () => {
+    expect(parseConfig([], {})).toMatchObject({ followIntervalMs: 500 });
+    expect(parseConfig(["--follow-interval", "0"], {})).toMatchObject({ followIntervalMs: 0 });
+    expect(parseConfig([], { CONTRAST_FOLLOW_INTERVAL: "2s" })).toMatchObject({ followIntervalMs: 2_000 });
+    for (const bad of ["50ms", "2h", "often", ""]) expect(() => parseConfig(["--follow-interval", bad], {})).toThrow(/--follow-interval/);
   });
 
   it("reads the audit interval as a duration from 1s to 24h", () => {

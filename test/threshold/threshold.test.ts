@@ -92,10 +92,12 @@ describe("2 of 3", () => {
   ])("recovers with owners %i and %i: progress, then byte-identical state", async (a, b) => {
     const { store, doc, history } = await deploy(owners.slice(0, 3), 2);
     const app = await start(store);
-    expect((await get(app, "/v1/status")).json.recovery).toEqual({ threshold: 2, received: 0, nonce: null });
+    // The attempt and its nonce exist before the first share (shares are sealed for it); the first share keeps it.
+    const before = (await get(app, "/v1/status")).json.recovery;
+    expect(before).toEqual({ threshold: 2, received: 0, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) });
     const first = await postJson(app, "/v1/recover", await shareOf(doc, owners[a]!));
     expect(first.status, first.text).toBe(200);
-    expect(first.json).toEqual({ state: "recovery-required", recovery: { threshold: 2, received: 1, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) } });
+    expect(first.json).toEqual({ state: "recovery-required", recovery: { threshold: 2, received: 1, nonce: before.nonce } });
     expect((await get(app, "/v1/status")).json.recovery).toEqual(first.json.recovery);
     expectCode(await get(app, "/v1/manifests"), 409, "RECOVERY_REQUIRED");
     const second = await postJson(app, "/v1/recover", await shareOf(doc, owners[b]!));
@@ -134,21 +136,26 @@ describe("2 of 3", () => {
     const first = await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
     const reset = await call(app, "/v1/recover", del(await resetBody(owners[1]!, name, first.json.recovery.nonce)));
     expect(reset.status, reset.text).toBe(200);
-    expect(reset.json).toEqual({ state: "recovery-required", recovery: { threshold: 2, received: 0, nonce: null } });
+    expect(reset.json).toEqual({ state: "recovery-required", recovery: { threshold: 2, received: 0, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) } });
+    expect(reset.json.recovery.nonce).not.toBe(first.json.recovery.nonce);
     const again = await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
     expect(again.json.recovery.received).toBe(1);
-    expect(again.json.recovery.nonce).not.toBe(first.json.recovery.nonce);
+    expect(again.json.recovery.nonce).toBe(reset.json.recovery.nonce);
   });
 
   it("partial progress expires after the configured time", async () => {
     const { store, doc } = await deploy(owners.slice(0, 3), 2);
     let now = Date.parse("2026-11-28T12:00:00Z");
     const app = await start(store, { now: () => new Date(now), recoveryTimeoutMs: 60_000 });
-    await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
+    // The timeout counts from the first share, not from the start.
+    now += 3_600_000;
+    const first = await postJson(app, "/v1/recover", await shareOf(doc, owners[0]!));
     now += 59_000;
     expect((await get(app, "/v1/status")).json.recovery.received).toBe(1);
     now += 2_000;
-    expect((await get(app, "/v1/status")).json.recovery).toEqual({ threshold: 2, received: 0, nonce: null });
+    const expired = (await get(app, "/v1/status")).json.recovery;
+    expect(expired).toEqual({ threshold: 2, received: 0, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) });
+    expect(expired.nonce).not.toBe(first.json.recovery.nonce);
     const next = await postJson(app, "/v1/recover", await shareOf(doc, owners[1]!));
     expect(next.json).toMatchObject({ state: "recovery-required", recovery: { received: 1 } });
   });

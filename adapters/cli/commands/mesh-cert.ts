@@ -1,4 +1,4 @@
-// `contrast mesh-cert`: the workload side, as an initializer does it: a key, evidence bound to it and a Coordinator nonce (or simulated evidence), and the mesh certificate files.
+// `contrast mesh-cert`: the workload side, as an initializer does it: a key, evidence bound to it and a Coordinator nonce (from a file, from the guest's configfs-tsm, or simulated), and the mesh certificate files.
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -8,7 +8,10 @@ import { ClientError, CoordinatorClient } from "../../../src/client/client.js";
 import type { MeshCertificateRequest } from "../../../src/client/client.js";
 import { KeyError, pem } from "../../../src/client/keys.js";
 import { sha256, subtle } from "../../../src/crypto/provider.js";
-import { fromUtf8, toBase64, toHex } from "../../../src/encoding.js";
+import { fromHex, fromUtf8, toBase64, toHex } from "../../../src/encoding.js";
+import { expectedReportData } from "../../../src/attestation/report-data.js";
+import { CoordinatorError } from "../../../src/errors.js";
+import { defaultTsmPath, tsmEvidenceSource } from "../../node/tsm.js";
 import { CliError, usageError } from "../errors.js";
 import { clientOf, fetchTrusting, patiently, requestTimeout, requiredFlag, stringFlag } from "../context.js";
 import type { Context } from "../context.js";
@@ -17,8 +20,8 @@ import { exists, publicMode, readInput, secretMode, writeFileAtomic } from "../w
 /** The files mesh-cert writes into -o DIR (key.pem only for a key it made itself). */
 const outputs = ["key.pem", "cert-chain.pem", "mesh-ca.pem", "coordinator-root-ca.pem", "workload-secret"] as const;
 
-/** Evidence kinds the CLI can make itself. */
-const attestationKinds = ["insecure-simulated"] as const;
+/** Evidence kinds the CLI can make itself: from the guest's configfs-tsm, or simulated. */
+const attestationKinds = ["tsm", "insecure-simulated"] as const;
 
 /** Evidence types a file given with --evidence may hold (the Coordinator's validators). */
 const evidenceTypes = ["amd-sev-snp", "intel-tdx"] as const;
@@ -156,8 +159,11 @@ async function askNonce(ctx: Context, workloadKey: WorkloadKey): Promise<string>
   );
 }
 
-/** What to do about an attestation refusal, by the verifier's reason code. */
-function reasonHint(reason: string): string | undefined {
+/** What to do about an attestation refusal, by the verifier's reason code (and whether the CLI made the evidence itself from configfs-tsm). */
+function reasonHint(reason: string, fromTsm: boolean): string | undefined {
+  if (reason.endsWith("_REPORT_DATA_MISMATCH") && fromTsm) {
+    return "this CLI wrote SHA-512(the key's DER SPKI ‖ the nonce) to inblob, and configfs-tsm answered evidence for other report data: the directory of --tsm-path is not this guest's own TEE, or another writer used the report entry; run mesh-cert inside the workload's confidential VM";
+  }
   if (reason.endsWith("_REPORT_DATA_MISMATCH")) {
     return "the evidence is not for this key and nonce: its REPORT_DATA must be SHA-512(the DER SPKI of --key ‖ the nonce); produce it again for this key and a new nonce (contrast mesh-cert --nonce)";
   }
@@ -179,14 +185,14 @@ function reasonHint(reason: string): string | undefined {
 }
 
 /** An attestation refusal with the verifier's reason (error.reason of the answer) in the message, and a hint for that reason. */
-function refusal(err: ClientError, answer: Answer | undefined): CliError | ClientError {
+function refusal(err: ClientError, answer: Answer | undefined, fromTsm: boolean): CliError | ClientError {
   const reason = (answer?.body as { error?: { reason?: unknown } } | undefined)?.error?.reason;
   if (err.code !== "ATTESTATION_FAILED" || typeof reason !== "string" || !/^[A-Z0-9_]{1,64}$/.test(reason)) return err;
   const message = err.message.includes(reason) ? err.message : `${reason}: ${err.message}`;
   return new CliError(
     err.code,
     `the Coordinator refused the evidence: ${message} [${err.status ?? 403} ${err.code} ${reason}]`,
-    reasonHint(reason) ?? "the evidence must show the platform and policy the manifest's ReferenceValues and Policies describe",
+    reasonHint(reason, fromTsm) ?? "the evidence must show the platform and policy the manifest's ReferenceValues and Policies describe",
   );
 }
 
@@ -221,14 +227,50 @@ async function readEvidence(path: string): Promise<Record<string, unknown>> {
   return e;
 }
 
+/** Checks that --tsm-path is a directory (the kernel's configfs-tsm report directory, or what stands in for it). */
+async function checkTsmPath(path: string): Promise<void> {
+  const hint =
+    "run mesh-cert inside the workload's confidential VM: an SEV-SNP or TDX guest with Linux 6.7 or newer, its sev-guest or tdx-guest driver loaded and configfs mounted at /sys/kernel/config (mount -t configfs none /sys/kernel/config); or pass --tsm-path DIR; nothing was requested";
+  let stat;
+  try {
+    stat = await fsp.stat(path);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    const why = code === "ENOENT" ? "does not exist" : `cannot be read (${(err as Error).message})`;
+    throw new CliError("TSM_UNAVAILABLE", `the configfs-tsm report directory ${path} ${why}: this machine offers no configfs-tsm reports`, hint);
+  }
+  if (!stat.isDirectory()) throw new CliError("TSM_UNAVAILABLE", `the configfs-tsm report directory ${path} is not a directory`, hint);
+}
+
+/**
+ * The workload's own evidence from configfs-tsm at `path` for `nonce` (hex): REPORT_DATA =
+ * SHA-512(the key's DER SPKI ‖ the nonce), as the workload validators check it, in the wire shape
+ * the Coordinator takes (the source's shape and the nonce). EVIDENCE_FAILED of the source becomes a
+ * CliError with the same code.
+ */
+async function tsmEvidence(path: string, workloadKey: WorkloadKey, nonce: string): Promise<Record<string, unknown>> {
+  const reportData = await expectedReportData(workloadKey.spki, fromHex(nonce));
+  try {
+    return { ...(await tsmEvidenceSource({ path }).evidence(reportData)), nonce };
+  } catch (err) {
+    if (!(err instanceof CoordinatorError) || err.code !== "EVIDENCE_FAILED") throw err;
+    throw new CliError(
+      "EVIDENCE_FAILED",
+      `configfs-tsm (${path}) made no evidence: ${err.message}`,
+      "check that this runs as root in an SEV-SNP or TDX guest whose sev-guest or tdx-guest driver is loaded; nothing was sent but the request for a nonce",
+    );
+  }
+}
+
 /** Runs `contrast mesh-cert`. */
 export async function meshCert(ctx: Context): Promise<void> {
   const keyPath = stringFlag(ctx.flags, "key");
   const evidencePath = stringFlag(ctx.flags, "evidence");
   const attestation = stringFlag(ctx.flags, "attestation");
+  const tsmPathFlag = stringFlag(ctx.flags, "tsm-path");
 
   if (ctx.flags["nonce"] === true) {
-    const extra = ["policy", "output", "attestation", "evidence", "force"].filter((f) => ctx.flags[f] !== undefined);
+    const extra = ["policy", "output", "attestation", "evidence", "tsm-path", "force"].filter((f) => ctx.flags[f] !== undefined);
     if (extra.length > 0) {
       throw usageError(`--nonce only asks the Coordinator for a nonce: it takes no ${extra.map((f) => `--${f}`).join(", ")}`, "usage: contrast mesh-cert -c URL --nonce [--key FILE]");
     }
@@ -240,7 +282,19 @@ export async function meshCert(ctx: Context): Promise<void> {
   }
 
   if (evidencePath !== undefined && attestation !== undefined) {
-    throw usageError("--evidence and --attestation both give evidence: pass one", "--evidence FILE for a real workload's evidence, --attestation insecure-simulated for development");
+    throw usageError(
+      `--evidence and --attestation ${attestation} both give evidence: pass one`,
+      "--evidence FILE for evidence made beforehand, --attestation tsm to make it now from the guest's configfs-tsm, --attestation insecure-simulated for development",
+    );
+  }
+  if (tsmPathFlag !== undefined && attestation !== "tsm") {
+    throw usageError("--tsm-path is where --attestation tsm finds configfs-tsm: it has no effect without it", "pass --attestation tsm --tsm-path DIR, or leave out --tsm-path");
+  }
+  if (attestation === "tsm" && stringFlag(ctx.flags, "policy") !== undefined) {
+    throw usageError(
+      "--policy is for --attestation insecure-simulated: with --attestation tsm, the policy is the one the guest's evidence names (HOST_DATA, MRCONFIGID)",
+      "leave out --policy",
+    );
   }
   if (evidencePath !== undefined && stringFlag(ctx.flags, "policy") !== undefined) {
     throw usageError(
@@ -257,22 +311,26 @@ export async function meshCert(ctx: Context): Promise<void> {
   if (evidencePath === undefined && attestation === undefined) {
     throw usageError(
       "no attestation evidence to present",
-      "pass --evidence FILE --key FILE (a workload's evidence, for a nonce from contrast mesh-cert --nonce), or --attestation insecure-simulated (development and tests only: it proves nothing)",
+      "pass --attestation tsm (inside the workload's confidential VM: evidence from configfs-tsm), --evidence FILE --key FILE (a workload's evidence, for a nonce from contrast mesh-cert --nonce), or --attestation insecure-simulated (development and tests only: it proves nothing)",
     );
   }
   if (attestation !== undefined && !(attestationKinds as readonly string[]).includes(attestation)) {
     throw usageError(
       `--attestation ${attestation}: unknown kind`,
-      `the kinds are: ${attestationKinds.join(", ")}; real evidence (${evidenceTypes.join(", ")}) comes from the TEE: pass it with --evidence FILE --key FILE`,
+      `the kinds are: ${attestationKinds.join(", ")}; evidence made elsewhere (${evidenceTypes.join(", ")}) is passed with --evidence FILE --key FILE`,
     );
   }
-  const policyPath = evidencePath === undefined ? requiredFlag(ctx.flags, "policy", "pass the workload's policy file: --policy FILE") : undefined;
+  const fromTsm = attestation === "tsm";
+  const policyPath = evidencePath === undefined && !fromTsm ? requiredFlag(ctx.flags, "policy", "pass the workload's policy file: --policy FILE") : undefined;
   const outDir = requiredFlag(ctx.flags, "output", "pass the directory to write the certificates to: -o DIR");
+  const tsmPath = tsmPathFlag ?? defaultTsmPath;
+  if (fromTsm) await checkTsmPath(tsmPath);
 
-  let evidence: Record<string, unknown>;
+  // configfs-tsm evidence is made below, once the key and a nonce are there.
+  let evidence: Record<string, unknown> = {};
   if (evidencePath !== undefined) {
     evidence = await readEvidence(evidencePath);
-  } else {
+  } else if (!fromTsm) {
     const policy = await readInput(policyPath!, "pass the workload's policy file with --policy");
     evidence = { type: attestation, policyHash: toHex(await sha256(policy)) };
   }
@@ -291,11 +349,13 @@ export async function meshCert(ctx: Context): Promise<void> {
     );
   }
 
+  if (fromTsm) evidence = await tsmEvidence(tsmPath, workloadKey, await askNonce(ctx, workloadKey));
+
   let result;
   try {
     result = await patiently(ctx, client.baseUrl, () => client.meshCertificate({ publicKey: toBase64(workloadKey.spki), evidence }), peopleCodes);
   } catch (err) {
-    throw err instanceof ClientError ? refusal(err, last()) : err;
+    throw err instanceof ClientError ? refusal(err, last(), fromTsm) : err;
   }
 
   try {
@@ -309,7 +369,14 @@ export async function meshCert(ctx: Context): Promise<void> {
   await writeFileAtomic(resolve(dir, "coordinator-root-ca.pem"), result.rootCA, publicMode);
   await writeFileAtomic(resolve(dir, "workload-secret"), result.workloadSecret + "\n", secretMode);
 
-  ctx.out.result({ coordinator: client.baseUrl, policyHash: result.policyHash, workloadSecretID: result.workloadSecretID, output: dir });
+  ctx.out.result({
+    coordinator: client.baseUrl,
+    policyHash: result.policyHash,
+    workloadSecretID: result.workloadSecretID,
+    output: dir,
+    ...(fromTsm ? { evidence: { source: "tsm", path: tsmPath, type: evidence.type } } : {}),
+  });
+  if (fromTsm) ctx.out.line(`presented ${String(evidence.type)} evidence from configfs-tsm (${tsmPath})`);
   ctx.out.line(`issued a mesh certificate for workload ${result.workloadSecretID} (policy ${result.policyHash})`);
   ctx.out.line(
     `wrote ${outDir}/: ${written.join(", ")}${present.length > 0 ? ` (replaced ${present.join(", ")}: --force)` : ""}` +

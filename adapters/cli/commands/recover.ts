@@ -1,12 +1,15 @@
-// `contrast recover`: decrypts and checks this owner's seed share, sends it once (never in clear over plain http unless asked), prints the progress, and verifies the history once the Coordinator is ready; `--reset` signs the discarding of an unfinished attempt.
+// `contrast recover`: decrypts and checks this owner's seed share, attests the Coordinator and sends the share sealed to its attested key (never in clear over plain http unless asked), prints the progress, and verifies the history once the Coordinator is ready; `--reset` signs the discarding of an unfinished attempt.
+import { webcrypto } from "node:crypto";
 import { ClientError } from "../../../src/client/client.js";
-import type { RecoverResponse, StatusResponse } from "../../../src/client/client.js";
+import type { CoordinatorClient, RecoverResponse, StatusResponse } from "../../../src/client/client.js";
 import { loadSeedShareOwnerKey } from "../../../src/client/keys.js";
 import { checkMemory } from "../../../src/client/rollback.js";
 import { recoveryResetStatement, signAsSeedShareOwner } from "../../../src/coordinator/statements.js";
 import type { SeedShareDocument } from "../../../src/crypto/seedshares.js";
 import { sha256 } from "../../../src/crypto/provider.js";
-import { toBase64, toHex } from "../../../src/encoding.js";
+import { fromBase64, fromHex, toBase64, toHex } from "../../../src/encoding.js";
+import { sealShare } from "../../../src/coordinator/sealed-share.js";
+import { attest, coordinatorReference, reportAttested, skippingAttestation } from "../attest.js";
 import { CliError, usageError } from "../errors.js";
 import { clientOf, coordinatorUrl, listFlag, patiently } from "../context.js";
 import type { Context } from "../context.js";
@@ -82,7 +85,7 @@ async function resetRecovery(ctx: Context): Promise<void> {
     throw new CliError("NOT_IN_RECOVERY", `the Coordinator ${status.name} is ${status.state} and needs no recovery, so there is nothing to reset`, "nothing was sent");
   }
   const nonce = status.recovery?.nonce ?? null;
-  if (nonce === null) {
+  if (nonce === null || status.recovery?.received === 0) {
     throw new CliError(
       "NO_RECOVERY_ATTEMPT",
       `the Coordinator ${status.name} has received no share yet (0 of ${status.recovery?.threshold ?? "?"}), so there is nothing to reset`,
@@ -118,27 +121,77 @@ async function resetRecovery(ctx: Context): Promise<void> {
 }
 
 /**
- * The share travels in clear inside the request; over plain http anyone on the way reads it (with
- * threshold 1 it is the root seed). Until the Coordinator proves itself by attestation, refuse http
- * unless --insecure-http says the network is trusted. Checked before anything is read or sent.
+ * Without attestation the share would travel in clear inside the request, or sealed to a key nothing
+ * vouches for; over plain http anyone on the way reads it or poses as the Coordinator (with threshold
+ * 1 it is the root seed). So with attestation skipped, refuse http unless --insecure-http says the
+ * network is trusted. Checked before anything is read or sent.
  */
 function refusePlainHttp(ctx: Context): void {
   const url = coordinatorUrl(ctx);
   if (url.protocol === "http:" && ctx.flags["insecure-http"] !== true) {
     throw usageError(
-      `refusing to send a seed share in clear text to ${url.href.replace(/\/+$/, "")}: over plain http anyone on the network path can read it (with threshold 1 it is the whole root seed) or pose as the Coordinator`,
-      "use an https:// URL (with --ca FILE for a private CA), or pass --insecure-http if this network is trusted; nothing was sent",
+      `refusing to send a seed share to ${url.href.replace(/\/+$/, "")} over plain http without attestation: anyone on the network path can pose as the Coordinator and take the share (with threshold 1 it is the whole root seed)`,
+      "leave out --insecure-skip-attestation so the share is sealed to the attested Coordinator, use an https:// URL (with --ca FILE for a private CA), or pass --insecure-http if this network is trusted; nothing was sent",
     );
+  }
+}
+
+/**
+ * The HPKE key to seal the share to: the attested key of the Coordinator's evidence, checked against
+ * the reference values (name included). With attestation skipped, the key of unverified evidence if
+ * the Coordinator offers any (a passive observer still learns nothing), else null: the share goes in
+ * clear, as to a Coordinator without evidence.
+ */
+async function sealingKey(ctx: Context, ws: Workspace, client: CoordinatorClient, name: string, skip: boolean): Promise<Uint8Array | null> {
+  if (!skip) {
+    const reference = await coordinatorReference(ctx, ws);
+    const attested = await attest(ctx, client, reference, { name });
+    reportAttested(ctx, attested, reference);
+    return attested.hpkePublicKey;
+  }
+  try {
+    const answer = (await patiently(ctx, client.baseUrl, () => client.attestation(toHex(webcrypto.getRandomValues(new Uint8Array(32)))))) as { hpkePublicKey?: unknown };
+    return typeof answer.hpkePublicKey === "string" ? fromBase64(answer.hpkePublicKey) : null;
+  } catch (err) {
+    if (err instanceof ClientError && (err.code === "EVIDENCE_UNAVAILABLE" || err.code === "NOT_FOUND")) return null;
+    throw err;
+  }
+}
+
+/** How often a sealed share is sealed again for a new attempt (another owner's reset or an expiry in between). */
+const sealAttempts = 3;
+
+/**
+ * Sends the share once per attempt nonce: sealed to `key` for the Coordinator's current attempt, or in
+ * clear if `key` is null. ATTEMPT_CHANGED (the attempt moved between the status and the send) re-reads
+ * the status and seals again; nothing was kept by the Coordinator then.
+ */
+async function sendShare(ctx: Context, client: CoordinatorClient, share: Uint8Array, salt: string, key: Uint8Array | null, status: StatusResponse): Promise<RecoverResponse> {
+  if (key === null) return client.recover({ share: toBase64(share), salt });
+  let current = status;
+  for (let n = 1; ; n++) {
+    const attempt = current.recovery?.nonce ?? null;
+    if (attempt === null) {
+      throw new CliError("BAD_RESPONSE", `the Coordinator ${current.name} is ${current.state} but names no recovery attempt to seal the share for`, "nothing was sent; check that the Coordinator and this CLI are of the same version");
+    }
+    const sealedShare = await sealShare(key, share, { name: current.name, attempt, salt: fromHex(salt) });
+    try {
+      return await client.recover({ salt, sealedShare });
+    } catch (err) {
+      if (!(err instanceof ClientError && err.code === "ATTEMPT_CHANGED") || n >= sealAttempts) throw err;
+      current = await patiently(ctx, client.baseUrl, () => client.status());
+    }
   }
 }
 
 /** Runs `contrast recover`. */
 export async function recover(ctx: Context): Promise<void> {
   if (ctx.flags["reset"] === true) return resetRecovery(ctx);
-  refusePlainHttp(ctx);
+  const client = clientOf(ctx);
+  const skip = skippingAttestation(ctx, client.baseUrl);
+  if (skip) refusePlainHttp(ctx);
   const ws = await Workspace.open(ctx.workspace);
   const keyPath = ownerKeyPath(ctx, ws, "recover");
-  const client = clientOf(ctx);
   // The share is opened and checked against its commitment before anything is sent. A workspace
   // without seed-shares.json (e.g. after a set whose answer was lost) fetches it first.
   let opened;
@@ -172,7 +225,8 @@ export async function recover(ctx: Context): Promise<void> {
   if (status.state !== "ready") {
     // Sent once, never resent: a share the Coordinator received before a lost answer would come back as SHARE_REPEATED.
     try {
-      result = await client.recover({ share: toBase64(share), salt: doc.salt });
+      const key = await sealingKey(ctx, ws, client, doc.coordinator, skip);
+      result = await sendShare(ctx, client, share, doc.salt, key, status);
     } catch (err) {
       // Someone else finished the recovery meanwhile: verify below as if it had been ours.
       if (err instanceof ClientError && err.code === "NOT_IN_RECOVERY") result = null;

@@ -24,6 +24,7 @@ import { answerLost, answerMayBeLost, clearPendingSet, pendingWhat, readPendingS
 import type { PendingSet } from "../pending.js";
 import { readSeedShares } from "../shares.js";
 import { fetchVerified, pinnedRoot, stateDeleted } from "../trust.js";
+import { attest, coordinatorReference, heldStateOf, reportAttested, skippingAttestation } from "../attest.js";
 import { Workspace, files, readInput, secretMode, unverifiedSeedShares } from "../workspace.js";
 import { ownerDigest, rekeyChange } from "./approve.js";
 import { readPolicies } from "./generate.js";
@@ -74,6 +75,11 @@ export async function set(ctx: Context): Promise<void> {
   if (status.state === "recovery-required" || status.state === "stale") return afterRestart(ctx, ws, client, status, lost);
 
   if (status.state === "uninitialized") {
+    // The manifest goes only to an attested Coordinator that holds no state yet.
+    if (!skippingAttestation(ctx, client.baseUrl)) {
+      const reference = await coordinatorReference(ctx, ws);
+      reportAttested(ctx, await attest(ctx, client, reference, { name: status.name, state: null }), reference);
+    }
     await firstSet(ctx, ws, client, status, manifestBytes, doc.manifest, policies);
     return;
   }
@@ -149,7 +155,7 @@ export async function set(ctx: Context): Promise<void> {
   // An answer came: the record of the set has done its job (the new shares, if any, are on disk).
   await clearPendingSet(ws);
   const kept = pending === null ? "" : `; the seed shares it answered with are kept in ${pending}`;
-  const after = await verifyAfterSet(ctx, client, {
+  const after = await verifyAfterSet(ctx, ws, client, {
     what: "the update",
     pinned: history.rootCA.der,
     generation: history.generation + 1,
@@ -260,11 +266,12 @@ async function collectApprovals(ws: Workspace, current: Manifest, next: Manifest
 
 /**
  * After a set: the answer must name the transition and generation this set makes, and the history,
- * fetched again and verified offline against `pinned`, must have exactly that transition as its newest.
- * Anything else fails loudly, before anything is remembered.
+ * fetched again and verified offline against `pinned`, must have exactly that transition as its newest,
+ * and the attested Coordinator must hold it. Anything else fails loudly, before anything is remembered.
  */
 async function verifyAfterSet(
   ctx: Context,
+  ws: Workspace,
   client: CoordinatorClient,
   opts: { what: string; pinned: Uint8Array; generation: number; transition: string; answer: SetManifestResponse; kept: string },
 ): Promise<VerifiedHistory> {
@@ -299,6 +306,15 @@ async function verifyAfterSet(
     throw fail(`the answer's root CA is not one PEM certificate (${(err as Error).message})`);
   }
   if (toHex(await sha256(answeredRoot)) !== after.rootCA.hash) throw fail("the Coordinator answered with another root CA than its history shows");
+  // The attested Coordinator must hold exactly this history: its evidence binds the new transition and CAs.
+  if (!skippingAttestation(ctx, client.baseUrl)) {
+    const reference = await coordinatorReference(ctx, ws, { history: after, pinned: true });
+    try {
+      await attest(ctx, client, reference, { name: after.name, state: heldStateOf(after) });
+    } catch (err) {
+      throw fail(toCliError(err).message);
+    }
+  }
   return after;
 }
 
@@ -370,7 +386,7 @@ async function firstSet(
     throw new CliError("SET_UNVERIFIED", `the first set was sent, but the answer's root CA is not one PEM certificate (${(err as Error).message})`, `do not trust this Coordinator${kept}`);
   }
   // Trust on first use: the root CA of the answer, which the history must be signed under.
-  const after = await verifyAfterSet(ctx, client, { what: "the first set", pinned: answeredRoot, generation: 1, transition, answer: result, kept });
+  const after = await verifyAfterSet(ctx, ws, client, { what: "the first set", pinned: answeredRoot, generation: 1, transition, answer: result, kept });
   const problem = seedSharesProblem(shares, after.head, parsed.SeedshareOwnerPubKeys);
   if (problem !== null) {
     throw new CliError(

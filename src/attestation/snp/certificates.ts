@@ -626,7 +626,10 @@ async function verifyChainUncached(
     const fingerprint = await sha256Hex(bytesOf(certificates.ark, "ARK"));
     chosen = pins.filter((p) => p.sha256 === fingerprint);
     if (chosen.length === 0) {
-      throw fail("SNP_ARK_NOT_PINNED", `the evidence's ARK (SHA-256 ${fingerprint}) is not a pinned ${product} ARK`);
+      throw fail(
+        "SNP_ARK_NOT_PINNED",
+        `the evidence's ARK (SHA-256 ${fingerprint}) is not a pinned ${product} ARK (expected one of: ${pins.map((p) => p.sha256).join(", ")})`,
+      );
     }
   }
 

@@ -107,6 +107,10 @@ function tcbText(t: { bootloader: number; tee: number; snp: number; microcode: n
   return `bl ${t.bootloader}, tee ${t.tee}, snp ${t.snp}, ucode ${t.microcode}`;
 }
 
+function minText(min: SnpReferenceValues["MinimumTCB"]): string {
+  return tcbText({ bootloader: min.BootloaderVersion, tee: min.TEEVersion, snp: min.SNPVersion, microcode: min.MicrocodeVersion });
+}
+
 function meetsMinimum(tcb: SnpTcb, min: SnpReferenceValues["MinimumTCB"]): boolean {
   return (
     tcb.bootloader >= min.BootloaderVersion &&
@@ -131,14 +135,17 @@ export function checkReferenceValuesEntry(verified: SnpVerifiedReport, values: S
     throw refuse("SNP_PRODUCT_NOT_ALLOWED", `the report is from ${verified.product}, the reference values are for ${values.ProductName}`);
   }
   if (!bytesEqual(report.measurement, fromHex(values.TrustedMeasurement))) {
-    throw refuse("SNP_MEASUREMENT_MISMATCH", `MEASUREMENT ${verified.measurementHex} is not the trusted measurement`);
+    throw refuse(
+      "SNP_MEASUREMENT_MISMATCH",
+      `MEASUREMENT ${verified.measurementHex} is not the TrustedMeasurement ${values.TrustedMeasurement.toLowerCase()}`,
+    );
   }
   if (report.vmpl !== 0) throw refuse("SNP_VMPL_MISMATCH", `the report was requested at VMPL ${report.vmpl}, not 0`);
 
   const want = values.GuestPolicy;
   const got = verified.policy;
   // A debuggable guest is never accepted, whatever the values say (Contrast's schema forbids Debug anyway).
-  if (got.debug) throw refuse("SNP_DEBUG_ENABLED", "the guest policy allows debugging");
+  if (got.debug) throw refuse("SNP_DEBUG_ENABLED", "the guest policy allows debugging (its DEBUG bit is 1, expected 0)");
   const wantAbi = (want.ABIMajor ?? 0) * 256 + (want.ABIMinor ?? 0);
   const policyFailures: string[] = [];
   if (wantAbi > got.abiMajor * 256 + got.abiMinor) policyFailures.push("ABI version below the required one");
@@ -154,10 +161,10 @@ export function checkReferenceValuesEntry(verified: SnpVerifiedReport, values: S
 
   const min = values.MinimumTCB;
   if (!meetsMinimum(verified.tcb.reported, min)) {
-    throw refuse("SNP_TCB_TOO_LOW", `REPORTED_TCB (${tcbText(verified.tcb.reported)}) is below the minimum in a component`);
+    throw refuse("SNP_TCB_TOO_LOW", `REPORTED_TCB (${tcbText(verified.tcb.reported)}) is below the MinimumTCB (${minText(min)}) in a component`);
   }
   if (!meetsMinimum(verified.tcb.launch, min)) {
-    throw refuse("SNP_LAUNCH_TCB_TOO_LOW", `LAUNCH_TCB (${tcbText(verified.tcb.launch)}) is below the minimum in a component`);
+    throw refuse("SNP_LAUNCH_TCB_TOO_LOW", `LAUNCH_TCB (${tcbText(verified.tcb.launch)}) is below the MinimumTCB (${minText(min)}) in a component`);
   }
 
   const info = verified.platformInfo;

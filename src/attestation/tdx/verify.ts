@@ -213,7 +213,10 @@ async function verifyPckChainUncached(quote: TdxQuote, root: { sha256: Uint8Arra
     const intermediate = parseCertificate(intermediateDer, "TDX_CERTIFICATE_MALFORMED", `certificate 1 of ${what}`);
     const rootCert = parseCertificate(rootDer, "TDX_CERTIFICATE_MALFORMED", `certificate 2 of ${what}`);
     if (!(await hasFingerprint(rootCert, root.sha256))) {
-      throw new AttestationError("TDX_ROOT_NOT_PINNED", "the PCK chain does not end in the pinned root certificate");
+      throw new AttestationError(
+        "TDX_ROOT_NOT_PINNED",
+        `the PCK chain ends in a root with SHA-256 ${toHex(rootSha256)}, not the pinned root (SHA-256 ${toHex(root.sha256)})`,
+      );
     }
     const intermediateName = commonName(intermediate);
     if (commonName(rootCert) !== intelNames.root || (intermediateName !== intelNames.platformCa && intermediateName !== intelNames.processorCa)) {
