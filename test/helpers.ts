@@ -147,3 +147,32 @@ export function post(body: unknown): RequestInit {
 }
 
 export { fromBase64 };
+
+/** A JSON answer: its status, the parsed body ({} when it is not JSON, e.g. probes and metrics) and the text. */
+export interface JsonAnswer {
+  status: number;
+  body: Record<string, unknown>;
+  text: string;
+}
+
+/** Reads an answer as JSON where it is JSON. */
+export async function jsonAnswer(res: Response): Promise<JsonAnswer> {
+  const text = await res.text();
+  let body: Record<string, unknown> = {};
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // probes and metrics answer plain text
+  }
+  return { status: res.status, body, text };
+}
+
+/** One request to a Coordinator's `base` URL, with a JSON body if `payload` is given. */
+export async function call(base: string, method: "GET" | "POST" | "DELETE", path: string, payload?: unknown): Promise<JsonAnswer> {
+  return jsonAnswer(
+    await fetch(base + path, {
+      method,
+      ...(payload === undefined ? {} : { body: JSON.stringify(payload), headers: { "content-type": "application/json" } }),
+    }),
+  );
+}

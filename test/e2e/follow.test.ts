@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fsPathOf } from "../../adapters/node/fs-driver.js";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
-import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import { call, firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
 import type { CoordinatorRef } from "../helpers.js";
 import { ensureBundle, killAll, startCoordinator } from "./process.js";
 import type { CoordinatorProcess } from "./process.js";
@@ -15,21 +15,6 @@ type Json = Record<string, unknown>;
 
 /** The bound: once one replica acknowledged an update, every other ready replica serves it within this. */
 const boundMs = 2_000;
-
-async function call(base: string, method: "GET" | "POST", path: string, payload?: unknown): Promise<{ status: number; body: Json; text: string }> {
-  const res = await fetch(base + path, {
-    method,
-    ...(payload === undefined ? {} : { body: JSON.stringify(payload), headers: { "content-type": "application/json" } }),
-  });
-  const text = await res.text();
-  let body: Json = {};
-  try {
-    body = JSON.parse(text) as Json;
-  } catch {
-    // probes may answer plain text
-  }
-  return { status: res.status, body, text };
-}
 
 const codeOf = (body: Json) => (body.error as { code?: string } | undefined)?.code;
 

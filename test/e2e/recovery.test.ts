@@ -8,8 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { fromBase64, toHex } from "../../src/encoding.js";
 import { expectCrossVerified, pemBlocks, signedBy } from "../certificates.js";
-import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
-import type { CoordinatorRef } from "../helpers.js";
+import { call, firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import type { CoordinatorRef, JsonAnswer } from "../helpers.js";
 import { bundlePath, ensureBundle, killAll, runBundle, startCoordinator } from "./process.js";
 import type { CoordinatorProcess } from "./process.js";
 
@@ -37,17 +37,7 @@ interface History {
   intermediateCA: string;
 }
 
-async function getJson(base: string, path: string): Promise<{ status: number; body: Json; text: string }> {
-  const res = await fetch(base + path);
-  const text = await res.text();
-  let body: Json = {};
-  try {
-    body = JSON.parse(text) as Json;
-  } catch {
-    // probes may answer with plain text
-  }
-  return { status: res.status, body, text };
-}
+const getJson = (base: string, path: string): Promise<JsonAnswer> => call(base, "GET", path);
 
 async function postJson(base: string, path: string, payload: unknown): Promise<{ status: number; body: Json; text: string }> {
   const res = await fetch(base + path, {

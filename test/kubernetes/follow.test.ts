@@ -3,32 +3,16 @@ import "reflect-metadata";
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
-import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import { call, firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
 import { ensureBundle, killAll, startCoordinator } from "../e2e/process.js";
 import { applyDeploy, killApiServers, provision, startApiServer, type ApiServer } from "./apiserver.js";
 
 const provisioned = await provision();
 const skip = !provisioned.ok;
 
-type Json = Record<string, unknown>;
-
 /** The issue's bound: once one replica acknowledged an update, every other ready replica serves it within this. */
 const boundMs = 2_000;
 
-async function call(base: string, method: "GET" | "POST", path: string, payload?: unknown): Promise<{ status: number; body: Json; text: string }> {
-  const res = await fetch(base + path, {
-    method,
-    ...(payload === undefined ? {} : { body: JSON.stringify(payload), headers: { "content-type": "application/json" } }),
-  });
-  const text = await res.text();
-  let body: Json = {};
-  try {
-    body = JSON.parse(text) as Json;
-  } catch {
-    // probes answer plain text
-  }
-  return { status: res.status, body, text };
-}
 
 /** Polls `probe` until `done` holds (the test's own timeout bounds it); returns the answer and when it came. */
 async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<{ value: T; at: number }> {

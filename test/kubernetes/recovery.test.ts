@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { expectCrossVerified } from "../certificates.js";
 import type { IssuedCertificate } from "../certificates.js";
-import { firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import { call, firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
 import type { CoordinatorRef } from "../helpers.js";
 import { ensureBundle, killAll, startCoordinator } from "../e2e/process.js";
 import type { CoordinatorProcess } from "../e2e/process.js";
@@ -18,20 +18,6 @@ const skip = !provisioned.ok;
 
 type Json = Record<string, unknown>;
 
-async function call(base: string, method: "GET" | "POST", path: string, payload?: unknown): Promise<{ status: number; body: Json; text: string }> {
-  const res = await fetch(base + path, {
-    method,
-    ...(payload === undefined ? {} : { body: JSON.stringify(payload), headers: { "content-type": "application/json" } }),
-  });
-  const text = await res.text();
-  let body: Json = {};
-  try {
-    body = JSON.parse(text) as Json;
-  } catch {
-    // probes answer plain text
-  }
-  return { status: res.status, body, text };
-}
 
 const errorOf = (body: Json) => body.error as { code?: string; message?: string } | undefined;
 

@@ -8,29 +8,16 @@ import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { fromBase64, toHex } from "../../src/encoding.js";
 import { expectCrossVerified, pemBlocks } from "../certificates.js";
 import type { IssuedCertificate } from "../certificates.js";
-import { firstSetBody, manifestBytes, policy, post, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
-import type { CoordinatorRef } from "../helpers.js";
+import { jsonAnswer, firstSetBody, manifestBytes, policy, post, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
+import type { CoordinatorRef, JsonAnswer } from "../helpers.js";
 import { ensureWorkerBundle, startWorker, startWorkers } from "./workerd.js";
 import type { Workerd } from "./workerd.js";
 
 type Json = Record<string, unknown>;
 
-interface Answer {
-  status: number;
-  body: Json;
-  text: string;
-}
+type Answer = JsonAnswer;
 
-async function answer(res: Response): Promise<Answer> {
-  const text = await res.text();
-  let body: Json = {};
-  try {
-    body = JSON.parse(text) as Json;
-  } catch {
-    // Prometheus text
-  }
-  return { status: res.status, body, text };
-}
+const answer = jsonAnswer;
 
 const errorCode = (a: Answer): unknown => (a.body.error as { code?: unknown } | undefined)?.code;
 
