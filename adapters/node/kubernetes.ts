@@ -104,7 +104,7 @@ export function caFetch(caPem: string | Buffer | null): FetchFunction {
       if (body !== null) headers["content-length"] = String(body.length);
       const req = (secure ? httpsRequest : httpRequest)(
         target,
-        { method: init.method ?? "GET", headers, agent: secure ? httpsAgent : httpAgent },
+        { method: init.method ?? "GET", headers, agent: secure ? httpsAgent : httpAgent, ...(init.signal ? { signal: init.signal } : {}) },
         (res: IncomingMessage) => {
           const chunks: Buffer[] = [];
           res.on("data", (chunk: Buffer) => chunks.push(chunk));

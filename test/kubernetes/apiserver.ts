@@ -310,7 +310,13 @@ async function applyCrds(server: ApiServer): Promise<void> {
 export async function applyDeploy(server: ApiServer, namespace: string): Promise<void> {
   const overlay = mkdtempSync(join(server.dir, "overlay-"));
   writeFileSync(join(overlay, "kustomization.yaml"), `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: ${namespace}\nresources:\n  - ${relative(overlay, join(projectRoot, "deploy"))}\n`);
-  const rendered = await server.kubectl(["kustomize", "--load-restrictor=LoadRestrictionsNone", overlay]);
+  let rendered = await server.kubectl(["kustomize", "--load-restrictor=LoadRestrictionsNone", overlay]);
+  // deploy/ uses policy/v1 (Kubernetes 1.21+; v1beta1 is gone since 1.25); the test server (1.20)
+  // serves only policy/v1beta1, whose PodDisruptionBudget has the same minAvailable and selector.
+  const policy = await server.api("GET", "/apis/policy");
+  if (!((policy.body.versions ?? []) as { version: string }[]).some((v) => v.version === "v1")) {
+    rendered = rendered.replace(/^apiVersion: policy\/v1\nkind: PodDisruptionBudget$/m, "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget");
+  }
   await server.kubectl(["apply", "--validate=false", "-f", "-"], rendered);
 }
 

@@ -1,4 +1,4 @@
-// deploy/ renders with `kubectl kustomize`, and the rendered base has what the issue asks of it (the API server test applies it for real).
+// deploy/ renders with `kubectl kustomize`, and the rendered base has what the issue asks of it: three replicas, a PodDisruptionBudget, a headless Service for peer discovery, least-privilege RBAC (test/kubernetes/peers.test.ts applies it to a real API server).
 import { execFile, execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -47,9 +47,11 @@ describe.skipIf(!kubectl)(`deploy/ (kustomize base)${kubectl ? "" : " (skipped: 
         "CustomResourceDefinition/seedsharedocuments.contrast.edgeless.systems",
         "CustomResourceDefinition/storeobjects.contrast.edgeless.systems",
         "CustomResourceDefinition/transitions.contrast.edgeless.systems",
+        "PodDisruptionBudget/coordinator",
         "Role/coordinator",
         "RoleBinding/coordinator",
         "Service/coordinator",
+        "Service/coordinator-peers",
         "ServiceAccount/coordinator",
         "StatefulSet/coordinator",
       ].sort(),
@@ -65,7 +67,7 @@ describe.skipIf(!kubectl)(`deploy/ (kustomize base)${kubectl ? "" : " (skipped: 
     }
   });
 
-  it("grants only get, create and update on the Coordinator's six resources, in its namespace", () => {
+  it("grants only get, create and update on the Coordinator's resources and list on EndpointSlices, in its namespace", () => {
     const role = docs.find((d) => kindOf(d) === "Role")!;
     expect(role).toMatch(/namespace: contrast/);
     expect(role).toContain(
@@ -85,17 +87,26 @@ describe.skipIf(!kubectl)(`deploy/ (kustomize base)${kubectl ? "" : " (skipped: 
         "  - get",
         "  - create",
         "  - update",
+        "- apiGroups:",
+        "  - discovery.k8s.io",
+        "  resources:",
+        "  - endpointslices",
+        "  verbs:",
+        "  - list",
       ].join("\n"),
     );
-    expect(role.split("- apiGroups:")).toHaveLength(2);
+    expect(role.split("- apiGroups:")).toHaveLength(3);
+    expect(role).not.toMatch(/\*|watch|delete|secrets|pods/);
     const binding = docs.find((d) => kindOf(d) === "RoleBinding")!;
     expect(binding).toContain("subjects:\n- kind: ServiceAccount\n  name: coordinator\n  namespace: contrast");
     expect(docs.some((d) => kindOf(d) === "ClusterRole" || kindOf(d) === "ClusterRoleBinding")).toBe(false);
   });
 
-  it("runs one non-root replica with probes, requests and a read-only root filesystem", () => {
+  it("runs three non-root replicas, started in parallel, with probes, requests and a read-only root filesystem", () => {
     const sts = docs.find((d) => kindOf(d) === "StatefulSet")!;
-    expect(sts).toMatch(/replicas: 1\n/);
+    expect(sts).toMatch(/\n {2}replicas: 3\n/);
+    expect(sts).toMatch(/\n {2}podManagementPolicy: Parallel\n/);
+    expect(sts).toMatch(/\n {2}serviceName: coordinator-peers\n/);
     expect(sts).toMatch(/livenessProbe:\n\s+failureThreshold: \d+\n\s+httpGet:\n\s+path: \/healthz/);
     expect(sts).toMatch(/readinessProbe:\n\s+httpGet:\n\s+path: \/readyz/);
     expect(sts).toMatch(/requests:\n\s+cpu: \S+\n\s+memory: \S+/);
@@ -104,5 +115,33 @@ describe.skipIf(!kubectl)(`deploy/ (kustomize base)${kubectl ? "" : " (skipped: 
     expect(sts).toMatch(/serviceAccountName: coordinator/);
     expect(sts).toMatch(/- kubernetes\n/);
     expect(sts).not.toMatch(/ownerReferences|volumeClaimTemplates/);
+  });
+
+  it("sets the Coordinator's evidence to configfs-tsm and its peers to the headless Service, without weakening the securityContext", () => {
+    const sts = docs.find((d) => kindOf(d) === "StatefulSet")!;
+    const env = (name: string) => new RegExp(`- name: ${name}\\n\\s+value: (\\S+)\\n`).exec(sts)?.[1];
+    expect(env("CONTRAST_EVIDENCE")).toBe("tsm");
+    expect(env("CONTRAST_PEERS")).toBe("kubernetes:service=coordinator-peers");
+    // Peers address each other by Pod IP: the Pod's own IP is an allowed host, from the downward API.
+    expect(sts).toMatch(/- name: POD_IP\n\s+valueFrom:\n\s+fieldRef:\n\s+fieldPath: status\.podIP\n/);
+    expect(env("CONTRAST_ALLOWED_HOSTS")!.split(",")).toContain("$(POD_IP)");
+    // No host directory, no root, no privilege, no added capability for the evidence.
+    expect(sts).toMatch(/runAsUser: 65532/);
+    expect(sts).toMatch(/capabilities:\n\s+drop:\n\s+- ALL\n/);
+    expect(sts).not.toMatch(/hostPath|privileged|add:|runAsUser: 0|volumes:/);
+  });
+
+  it("has a headless Service with not-ready addresses for discovery, and a PodDisruptionBudget that keeps 2", () => {
+    const peers = docs.find((d) => kindOf(d) === "Service" && nameOf(d) === "coordinator-peers")!;
+    expect(peers).toMatch(/\n {2}clusterIP: None\n/);
+    expect(peers).toMatch(/\n {2}publishNotReadyAddresses: true\n/);
+    expect(peers).toMatch(/\n {2}selector:\n {4}app\.kubernetes\.io\/name: coordinator$/m);
+    expect(peers).toMatch(/- name: http\n {4}port: 1313\n/);
+    const pdb = docs.find((d) => kindOf(d) === "PodDisruptionBudget")!;
+    expect(pdb).toMatch(/^apiVersion: policy\/v1$/m);
+    expect(pdb).toMatch(/\n {2}minAvailable: 2\n/);
+    expect(pdb).toMatch(/\n {2}selector:\n {4}matchLabels:\n {6}app\.kubernetes\.io\/name: coordinator$/m);
+    const sts = docs.find((d) => kindOf(d) === "StatefulSet")!;
+    expect(sts).toMatch(/template:\n\s+metadata:\n\s+labels:\n\s+app\.kubernetes\.io\/name: coordinator\n/);
   });
 });
