@@ -8,7 +8,7 @@ import { Metrics } from "./api/metrics.js";
 import { openApiDocument } from "./api/openapi.js";
 import { errorResponse, toCoordinatorError } from "./api/respond.js";
 import { v1Routes } from "./api/routes.js";
-import type { Log } from "./api/routes.js";
+import type { Log, PeerRoutes } from "./api/routes.js";
 
 export type { Log } from "./api/routes.js";
 
@@ -24,11 +24,13 @@ export interface AppDeps {
   allowedHosts?: readonly string[];
   /** The Coordinator's HPKE key and evidence source (`GET /v1/attestation`); left out: EVIDENCE_UNAVAILABLE. */
   selfAttestation?: SelfAttestation;
+  /** Peer replicas (POST /v1/peers/seed, and PEERS_READY on recover); left out: no seed is served to peers. */
+  peers?: PeerRoutes;
 }
 
 const states = ["uninitialized", "recovery-required", "ready", "stale"] as const;
 const methods = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-const knownPaths = ["/v1/status", "/v1/manifest", "/v1/manifests", "/v1/seedshares", "/v1/recover", "/v1/mesh/certificate", "/v1/attestation", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
+const knownPaths = ["/v1/status", "/v1/manifest", "/v1/manifests", "/v1/seedshares", "/v1/recover", "/v1/mesh/certificate", "/v1/attestation", "/v1/peers/seed", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
 
 /** Builds the Hono app over a started Coordinator. */
 export function createApp(deps: AppDeps): Hono {
@@ -36,7 +38,8 @@ export function createApp(deps: AppDeps): Hono {
   const log: Log = deps.log ?? (() => undefined);
   const metrics = deps.metrics ?? new Metrics();
   const app = new Hono();
-  const openapi = openApiDocument();
+  // Made on the first request for it, not at start (generating it takes several milliseconds).
+  let openapi: ReturnType<typeof openApiDocument> | undefined;
   let reported: string | null = null;
 
   app.use(async function countRequests(c, next) {
@@ -48,8 +51,8 @@ export function createApp(deps: AppDeps): Hono {
   });
   if (deps.allowedHosts !== undefined) app.use(allowedHostsMiddleware(deps.allowedHosts));
 
-  app.route("/v1", v1Routes(coordinator, metrics, log, deps.selfAttestation));
-  app.get("/v1/openapi.json", (c) => c.json(openapi));
+  app.route("/v1", v1Routes(coordinator, metrics, log, deps.selfAttestation, deps.peers));
+  app.get("/v1/openapi.json", (c) => c.json((openapi ??= openApiDocument())));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {
     const { state, damage } = coordinator.status();

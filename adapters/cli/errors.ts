@@ -61,6 +61,10 @@ const serverHints: Record<string, string> = {
   SHARE_NOT_SEALED: "this Coordinator serves evidence and takes only shares sealed to its attested key: use a contrast CLI as new as the Coordinator",
   SEALED_SHARE_INVALID: "the sealed share does not open with this Coordinator's key (it restarted meanwhile, or something changed the request): run contrast recover again",
   ATTEMPT_CHANGED: "another owner reset the recovery or it expired meanwhile: run contrast recover again",
+  PEERS_READY:
+    "a ready peer replica exists, and this replica recovers from it by itself within seconds (contrast status): wait; only if no peer can serve it, contrast recover --force, which can split the replicas into two histories",
+  ROLLBACK_DETECTED:
+    "the store holds an older head than a ready peer replica: restore the newest head in the store (this replica then recovers from the peer by itself); do not recover it with --force",
   SALT_MISMATCH: "use the newest seed-shares.json of this Coordinator",
   SHARE_INVALID: "the share is corrupted: restore seed-shares.json from your backup and run contrast seedshare check",
   SHARE_REPEATED: "this share was already submitted: the other seed-share owners must run contrast recover",

@@ -82,13 +82,16 @@ const commands: Record<string, Command> = {
   },
   recover: {
     summary: "submit this owner's seed share to a restarted Coordinator and print the progress",
-    usage: "contrast recover -c URL [--seedshare-owner-key FILE] [--reset] [--insecure-http]",
-    options: { "seedshare-owner-key": { type: "string", multiple: true }, reset: { type: "boolean" }, "insecure-http": { type: "boolean" } },
+    usage: "contrast recover -c URL [--seedshare-owner-key FILE] [--reset] [--insecure-http] [--force]",
+    options: { "seedshare-owner-key": { type: "string", multiple: true }, reset: { type: "boolean" }, "insecure-http": { type: "boolean" }, force: { type: "boolean" } },
     flags: [
       "--seedshare-owner-key FILE  decrypt (or, with --reset, sign) with this RSA private key instead of seedshare-owner.pem",
       "--reset                     discard the shares received so far in an unfinished recovery (sends no share; signed by this owner)",
       "--insecure-http             with --insecure-skip-attestation: send the share over a plain http:// URL anyway",
       "                            (anyone on the way can pose as the Coordinator); attested, the share is sealed to it",
+      "--force                     send the share even though the Coordinator saw a ready peer replica (else PEERS_READY:",
+      "                            it recovers from that peer by itself). Risk: the replicas can split into two histories,",
+      "                            since this one loads whatever head the store holds (an older one after a rollback)",
     ],
     run: recover,
   },

@@ -20,6 +20,11 @@ export interface KubernetesStoreConfig {
   insecureHttp?: true;
 }
 
+/** Where the Coordinator finds its peer replicas (`--peers`). */
+export type PeersConfig =
+  | { kind: "static"; urls: string[] }
+  | { kind: "kubernetes"; service: string; port: number; scheme: "http" | "https" };
+
 /** Where the Coordinator keeps its state. */
 export type StoreConfig = { kind: "fs"; dir: string } | { kind: "memory" } | KubernetesStoreConfig;
 
@@ -50,6 +55,12 @@ export interface Config {
   simulatedMeasurement?: Uint8Array;
   /** HOST_DATA (32 bytes) of the simulated evidence (`--simulated-host-data`); absent: all zeros. Only with `--evidence simulated`. */
   simulatedHostData?: Uint8Array;
+  /** A saved test TEE (tee.json) the simulated evidence is signed with (`--simulated-tee`), or null: a hierarchy made at start. Only with `--evidence simulated`. */
+  simulatedTeeFile: string | null;
+  /** Where the peer replicas are (`--peers`), or null: none (recovery needs the owners). */
+  peers: PeersConfig | null;
+  /** How often a recovery-required Coordinator asks its peers for the seed, in milliseconds (`--peer-interval`). */
+  peerIntervalMs: number;
 }
 
 /** A configuration mistake; the adapter prints its message on one line and exits non-zero. */
@@ -94,6 +105,15 @@ Options (environment variable in brackets):
                             only with --evidence simulated                  [CONTRAST_SIMULATED_MEASUREMENT]
   --simulated-host-data HEX HOST_DATA (32 bytes) of the simulated evidence, default zeros;
                             only with --evidence simulated                  [CONTRAST_SIMULATED_HOST_DATA]
+  --simulated-tee FILE      sign the simulated evidence with this saved test TEE (tee.json) instead of
+                            a hierarchy made at start, so several processes share its roots.pem;
+                            only with --evidence simulated                  [CONTRAST_SIMULATED_TEE]
+  --peers URL,URL | kubernetes:service=NAME[,port=N][,scheme=http|https]
+                            the peer replicas a recovery-required Coordinator gets the seed from
+                            (after mutual attestation) instead of the owners; default none
+                                                                            [CONTRAST_PEERS]
+  --peer-interval DUR       how often it asks its peers while recovery-required, default 2s
+                                                                            [CONTRAST_PEER_INTERVAL]
   --version                 print the version and exit
   --help                    print this help
 `;
@@ -125,6 +145,9 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         "tsm-path": { type: "string" },
         "simulated-measurement": { type: "string" },
         "simulated-host-data": { type: "string" },
+        "simulated-tee": { type: "string" },
+        peers: { type: "string" },
+        "peer-interval": { type: "string" },
         help: { type: "boolean" },
         version: { type: "boolean" },
       },
@@ -226,6 +249,26 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   };
   const simulatedMeasurement = simulatedField("simulated-measurement", "CONTRAST_SIMULATED_MEASUREMENT", 48);
   const simulatedHostData = simulatedField("simulated-host-data", "CONTRAST_SIMULATED_HOST_DATA", 32);
+  const simulatedTeeFile = pick("simulated-tee", "CONTRAST_SIMULATED_TEE", "");
+  if (simulatedTeeFile !== "" && evidence !== "simulated") {
+    throw new ConfigError(`--simulated-tee signs the simulated evidence, so it needs --evidence simulated (not ${evidence})`);
+  }
+
+  const peersText = pick("peers", "CONTRAST_PEERS", "");
+  const peers = peersText === "" ? null : parsePeers(peersText);
+  if (peers?.kind === "kubernetes" && store.kind !== "kubernetes") {
+    throw new ConfigError("--peers kubernetes:… lists the peers through the Kubernetes API, so it needs the Kubernetes store (--store kubernetes[:…])");
+  }
+  const peerIntervalText = pick("peer-interval", "CONTRAST_PEER_INTERVAL", "2s");
+  let peerIntervalMs: number;
+  try {
+    peerIntervalMs = parseDuration(peerIntervalText);
+  } catch {
+    peerIntervalMs = -1;
+  }
+  if (peerIntervalMs < 100 || peerIntervalMs > 3600 * 1000) {
+    throw new ConfigError(`--peer-interval must be a duration from 100ms to 1h (e.g. 2s), not ${JSON.stringify(peerIntervalText)}`);
+  }
 
   return {
     port,
@@ -243,7 +286,57 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     tsmPath,
     ...(simulatedMeasurement === null ? {} : { simulatedMeasurement }),
     ...(simulatedHostData === null ? {} : { simulatedHostData }),
+    simulatedTeeFile: simulatedTeeFile === "" ? null : simulatedTeeFile,
+    peers,
+    peerIntervalMs,
   };
+}
+
+/** Parses `--peers`: `URL,URL,…` (http or https base URLs) or `kubernetes:service=NAME[,port=N][,scheme=http|https]`. */
+function parsePeers(text: string): PeersConfig {
+  if (text.startsWith("kubernetes:") || text === "kubernetes") {
+    const out: { service?: string; port: number; scheme: "http" | "https" } = { port: 1313, scheme: "http" };
+    const seen = new Set<string>();
+    for (const part of text.slice("kubernetes:".length).split(",")) {
+      const eq = part.indexOf("=");
+      const key = eq < 0 ? part : part.slice(0, eq);
+      const value = eq < 0 ? "" : part.slice(eq + 1);
+      if (key !== "service" && key !== "port" && key !== "scheme") {
+        throw new ConfigError(`--peers kubernetes: unknown option ${JSON.stringify(key)} (service, port, scheme)`);
+      }
+      if (value === "") throw new ConfigError(`--peers kubernetes: ${key} needs a value (${key}=…)`);
+      if (seen.has(key)) throw new ConfigError(`--peers kubernetes: ${key} is given twice`);
+      seen.add(key);
+      if (key === "service") {
+        if (!namePattern.test(value)) throw new ConfigError(`--peers kubernetes: service must be a DNS label, not ${JSON.stringify(value)}`);
+        out.service = value;
+      } else if (key === "port") {
+        const port = Number(value);
+        if (!/^\d+$/.test(value) || port < 1 || port > 65535) throw new ConfigError(`--peers kubernetes: port must be a number from 1 to 65535, not ${JSON.stringify(value)}`);
+        out.port = port;
+      } else {
+        if (value !== "http" && value !== "https") throw new ConfigError(`--peers kubernetes: scheme must be http or https, not ${JSON.stringify(value)}`);
+        out.scheme = value;
+      }
+    }
+    if (out.service === undefined) throw new ConfigError("--peers kubernetes: service=NAME is required (the headless Service of the replicas)");
+    return { kind: "kubernetes", service: out.service, port: out.port, scheme: out.scheme };
+  }
+  const urls: string[] = [];
+  for (const item of text.split(",")) {
+    let url: URL;
+    try {
+      url = new URL(item);
+    } catch {
+      throw new ConfigError(`--peers must be a comma-separated list of http(s) base URLs or kubernetes:service=NAME, not ${JSON.stringify(item)}`);
+    }
+    if ((url.protocol !== "http:" && url.protocol !== "https:") || (url.pathname !== "/" && url.pathname !== "") || url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
+      throw new ConfigError(`--peers: ${JSON.stringify(item)} must be an http:// or https:// base URL without a path, query or credentials`);
+    }
+    const base = `${url.protocol}//${url.host}`;
+    if (!urls.includes(base)) urls.push(base);
+  }
+  return { kind: "static", urls };
 }
 
 const kubernetesOptions = new Map([

@@ -1,7 +1,6 @@
 // The Coordinator's Node entry point: configuration, store choice, HTTP(S) server, JSON-lines logs, graceful shutdown.
 import "reflect-metadata";
 import { readFileSync, statSync } from "node:fs";
-import { createServer as createHttpsServer } from "node:https";
 import { resolve } from "node:path";
 import { serve } from "@hono/node-server";
 import { createApp } from "../../src/app.js";
@@ -11,10 +10,17 @@ import type { AttestationRoots } from "../../src/attestation/modes.js";
 import { Coordinator } from "../../src/coordinator/coordinator.js";
 import type { FollowOutcome } from "../../src/coordinator/coordinator.js";
 import { SelfAttestation } from "../../src/coordinator/self-attestation.js";
+import { PeerRecovery } from "../../src/coordinator/peer-recovery.js";
+import type { PeerRoundOutcome } from "../../src/coordinator/peer-recovery.js";
+import { PeerSeedServer } from "../../src/coordinator/peer-seed.js";
+import { staticPeers } from "../../src/coordinator/peers.js";
+import type { PeerDirectory } from "../../src/coordinator/peers.js";
+import { Metrics } from "../../src/api/metrics.js";
+import { parseSavedTee, savedTeeEvidenceSource } from "../../src/attestation/test-tee.js";
 import { simulatedEvidenceSource } from "../../src/attestation/coordinator-evidence.js";
 import type { EvidenceSource } from "../../src/attestation/coordinator-evidence.js";
 import { sha256 } from "../../src/crypto/provider.js";
-import { toHex } from "../../src/encoding.js";
+import { fromBase64, toHex } from "../../src/encoding.js";
 import { memoryDriver } from "../../src/storage/memory.js";
 import { createStore } from "../../src/storage/store.js";
 import packageJson from "../../package.json" with { type: "json" };
@@ -25,6 +31,7 @@ import { describeKubernetes, kubernetesStore, plainHttp, resolveKubernetesSettin
 import type { KubernetesSettings } from "./kubernetes.js";
 import { probeAtStart } from "./probe.js";
 import { tsmEvidenceSource } from "./tsm.js";
+import { kubernetesPeers } from "./peers-kubernetes.js";
 
 const startedAt = performance.now();
 
@@ -74,9 +81,16 @@ function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
 function followHead(coordinator: Coordinator, intervalMs: number): void {
   let checking = false;
   let unavailable = false;
+  let damagedMessage: string | null = null;
   const report = (outcome: FollowOutcome): void => {
     const wasUnavailable = unavailable;
     unavailable = outcome.kind === "unavailable";
+    // A head older than the one held (a rollback) or a missing one: said once when seen, not on every check;
+    // the next audit records it as damage (writes refused, /readyz 503).
+    if (outcome.kind === "damaged" && outcome.damage.message !== damagedMessage) {
+      log("error", "the stored head is not one this Coordinator can follow: keeping the newer state it holds", { key: outcome.damage.key, error: outcome.damage.message });
+    }
+    damagedMessage = outcome.kind === "damaged" ? outcome.damage.message : null;
     if (wasUnavailable && !unavailable) log("info", "the store answers again: following the head");
     switch (outcome.kind) {
       case "followed":
@@ -114,6 +128,64 @@ function followHead(coordinator: Coordinator, intervalMs: number): void {
       .then(report, (err: unknown) => log("error", "following the head failed", { error: String(err) }))
       .finally(() => (checking = false));
   }, intervalMs);
+  timer.unref();
+}
+
+/**
+ * While the Coordinator is recovery-required, asks its peer replicas for the root seed at once and
+ * then every `intervalMs` (one round at a time), and logs each outcome when it differs from the last.
+ */
+function recoverFromPeers(recovery: PeerRecovery, intervalMs: number, metrics: Metrics): void {
+  let running = false;
+  let last = "";
+  const report = (outcome: PeerRoundOutcome): void => {
+    if (outcome.kind === "not-needed") {
+      last = "";
+      return;
+    }
+    const label = outcome.kind === "refused" ? outcome.code : outcome.kind;
+    metrics.inc("coordinator_peer_recovery_rounds_total", "Rounds of recovery from peer replicas while recovery-required, by outcome.", { outcome: label });
+    const failures = "failures" in outcome ? outcome.failures.map((f) => `${f.peer}: ${f.code}${f.reason === undefined ? "" : ` (${f.reason})`}`) : [];
+    const key = `${label} ${"message" in outcome ? outcome.message : ""} ${failures.join(" ")}`;
+    const changed = key !== last;
+    last = key;
+    switch (outcome.kind) {
+      case "recovered":
+        last = "";
+        log("info", "recovered from a peer replica", {
+          peer: outcome.peer,
+          generation: outcome.generation,
+          latestTransition: outcome.latestTransition,
+          sinceProcessStartMs: Math.round(performance.now()),
+        });
+        break;
+      case "refused":
+        if (changed) log("error", "the store holds an older head than a peer: rollback refused", { code: outcome.code, peer: outcome.peer, error: outcome.message });
+        break;
+      case "no-evidence":
+        if (changed) log("warn", "a ready peer replica exists, but this Coordinator has no evidence source to present (--evidence none): the owners must recover it", { peer: outcome.peer });
+        break;
+      case "no-reference":
+        if (changed) log("warn", "cannot recover from peers", { error: outcome.message });
+        break;
+      case "no-ready-peer":
+        if (changed) log("info", "no ready peer replica to recover from: waiting for one, or for the owners", { peers: failures });
+        break;
+      case "failed":
+        if (changed) log("warn", "no ready peer replica handed over a root seed that verifies the stored head", { peers: failures });
+        break;
+    }
+  };
+  const round = (): void => {
+    if (running) return;
+    running = true;
+    recovery
+      .round()
+      .then(report, (err: unknown) => log("error", "recovery from peers failed", { error: String(err) }))
+      .finally(() => (running = false));
+  };
+  round();
+  const timer = setInterval(round, intervalMs);
   timer.unref();
 }
 
@@ -165,6 +237,22 @@ async function main(): Promise<void> {
       fail(`error: --tsm-path ${config.tsmPath} is not a directory (configfs-tsm needs configfs mounted and Linux 6.7 or later in an SEV-SNP or TDX guest)`, 2);
     }
     evidenceSource = tsmEvidenceSource({ path: config.tsmPath });
+  } else if (config.evidence === "simulated" && config.simulatedTeeFile !== null) {
+    let tee: ReturnType<typeof parseSavedTee>;
+    try {
+      tee = parseSavedTee(readFileSync(config.simulatedTeeFile, "utf8"), config.simulatedTeeFile);
+    } catch (err) {
+      fail(`error: --simulated-tee ${config.simulatedTeeFile}: ${oneLine(err)}`, 2);
+    }
+    evidenceSource = savedTeeEvidenceSource(tee, {
+      ...(config.simulatedMeasurement === undefined ? {} : { measurement: config.simulatedMeasurement }),
+      ...(config.simulatedHostData === undefined ? {} : { hostData: config.simulatedHostData }),
+    });
+    log("warn", "INSECURE: the simulated evidence source is on; the Coordinator's evidence is signed with the saved test TEE of --simulated-tee and proves nothing. Never use it in production.", {
+      evidence: "simulated",
+      simulatedTee: config.simulatedTeeFile,
+      arkSha256: toHex(await sha256(fromBase64(tee.snp.ark))),
+    });
   } else if (config.evidence === "simulated") {
     const simulated = simulatedEvidenceSource({
       ...(config.simulatedMeasurement === undefined ? {} : { measurement: config.simulatedMeasurement }),
@@ -194,18 +282,21 @@ async function main(): Promise<void> {
   }
 
   // A store that cannot work (unwritable, not a directory, no RBAC, no CRDs) is a configuration error.
-  try {
-    await probeAtStart(kubeDriver !== null ? { kubernetes: kubeDriver } : { store }, config.name);
-  } catch (err) {
-    fail(`error: the store ${storeText} cannot be used: ${oneLine(err)}`, 2);
-  }
-
-  let coordinator: Coordinator;
-  try {
-    coordinator = await Coordinator.start({ store, name: config.name, validators, recoveryTimeoutMs: config.recoveryTimeoutMs, auditAfterWrites: true, follow: config.followIntervalMs > 0 });
-  } catch (err) {
-    fail(`error: cannot read the store (${storeText}): ${(err as Error).message}`, 1);
-  }
+  // The probe (writes that wait for the disk) runs while the Coordinator reads its head (a read of
+  // other keys); the probe's verdict is taken first, so a store that cannot work still exits 2.
+  const probed = probeAtStart(kubeDriver !== null ? { kubernetes: kubeDriver } : { store }, config.name).then(
+    () => null,
+    (err: unknown) => err,
+  );
+  const started = Coordinator.start({ store, name: config.name, validators, recoveryTimeoutMs: config.recoveryTimeoutMs, auditAfterWrites: true, follow: config.followIntervalMs > 0 }).then(
+    (coordinator) => ({ coordinator }),
+    (err: unknown) => ({ err }),
+  );
+  const probeFailure = await probed;
+  if (probeFailure !== null) fail(`error: the store ${storeText} cannot be used: ${oneLine(probeFailure)}`, 2);
+  const start = await started;
+  if ("err" in start) fail(`error: cannot read the store (${storeText}): ${(start.err as Error).message}`, 1);
+  const coordinator: Coordinator = start.coordinator;
   // Re-verify the stored state in the background; one audit at a time, never overlapping.
   let auditing = false;
   const audits = setInterval(() => {
@@ -218,19 +309,46 @@ async function main(): Promise<void> {
   }, config.auditIntervalMs);
   audits.unref();
   if (config.followIntervalMs > 0) followHead(coordinator, config.followIntervalMs);
+  const metrics = new Metrics();
+  // Every Coordinator serves its seed to attested peers of its current manifest; with --peers it also asks them.
+  const peerSeed = new PeerSeedServer(coordinator, roots === undefined ? {} : { roots });
+  let peerRecovery: PeerRecovery | null = null;
+  if (config.peers !== null) {
+    const directory: PeerDirectory =
+      config.peers.kind === "static"
+        ? staticPeers(config.peers.urls)
+        : kubernetesPeers(kube!, { service: config.peers.service, port: config.peers.port, scheme: config.peers.scheme });
+    peerRecovery = new PeerRecovery({
+      coordinator,
+      store,
+      directory,
+      self: selfAttestation ?? null,
+      ...(roots === undefined ? {} : { roots }),
+    });
+    log("info", "recovers from peer replicas while recovery-required", { peers: directory.description, interval: config.peerIntervalMs, evidence: config.evidence });
+    if (selfAttestation === undefined) {
+      log("warn", "without an evidence source (--evidence none) this Coordinator cannot prove itself to its peers: it can serve them, but only the owners can recover it");
+    }
+    recoverFromPeers(peerRecovery, config.peerIntervalMs, metrics);
+  }
+  const readyPeerOf = peerRecovery;
   const app = createApp({
     coordinator,
     log,
+    metrics,
+    peers: { server: peerSeed, ...(readyPeerOf === null ? {} : { readyPeer: () => readyPeerOf.readyPeer() }) },
     ...(config.allowedHosts === null ? {} : { allowedHosts: config.allowedHosts }),
     ...(selfAttestation === undefined ? {} : { selfAttestation }),
   });
 
+  // node:https (and TLS with it) is loaded only when it serves: loading it takes milliseconds at every start.
+  const https = tls === null ? null : await import("node:https");
   const server = serve(
     {
       fetch: app.fetch,
       port: config.port,
       hostname: config.host,
-      ...(tls === null ? {} : { createServer: createHttpsServer, serverOptions: tls }),
+      ...(tls === null || https === null ? {} : { createServer: https.createServer, serverOptions: tls }),
     },
     (info) => {
       log("info", "listening", {

@@ -9,7 +9,7 @@ export const probeTimeoutMs = 30_000;
 
 /**
  * Probes a Kubernetes store without leaving anything behind: for every resource the Coordinator
- * writes (its six custom resources, or ConfigMaps in `configmap` mode) a server-side dry-run create
+ * writes (each of its custom resources, or ConfigMaps in `configmap` mode) a server-side dry-run create
  * (`?dryRun=All`) of an object named `probe.<name>.<32 hex>` (dots: never a Coordinator name, never
  * a SHA-256 hex, so never a real object's name). The API server authenticates, authorizes (RBAC
  * `create`), checks that the resource exists and validates the object against its schema, and

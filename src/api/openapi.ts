@@ -52,6 +52,13 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { 200: { description: "reset", ...json(s.recoverResponse) }, ...errors(400, 403, 409, 502, 503) },
         },
       },
+      "/v1/peers/seed": {
+        post: {
+          summary: "A peer replica asks for the root seed: {} answers 401 with a nonce; its evidence for that nonce and its HPKE key answers the seed sealed to that key",
+          requestBody: { required: true, ...json(s.peerSeedRequest) },
+          responses: { 200: { description: "sealed root seed", ...json(s.peerSeedResponse) }, 401: { description: "a nonce to bind", ...json(s.errorResponse) }, ...errors(400, 403, 404, 409, 503) },
+        },
+      },
       "/v1/mesh/certificate": {
         post: {
           summary: "Issue a mesh certificate to an attested workload",

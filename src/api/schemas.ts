@@ -74,6 +74,10 @@ export const recoverRequest = z
       .strict()
       .optional()
       .describe("the share sealed to the HPKE key the Coordinator's evidence binds, for the current attempt; exactly one of share and sealedShare"),
+    force: z
+      .boolean()
+      .optional()
+      .describe("recover even though a ready peer replica was seen within 10 s (else 409 PEERS_READY): the owners' recovery may then split the replicas into two histories"),
   })
   .strict()
   .refine((body) => (body.share === undefined) !== (body.sealedShare === undefined), { message: "exactly one of share and sealedShare is required" });
@@ -133,6 +137,10 @@ export const statusResponse = z.object({
     .object({ key: z.string(), message: z.string() })
     .optional()
     .describe("a stored object the background re-verification found missing or changed; writes are refused until it is restored"),
+  refusedHead: z
+    .object({ code: z.string(), message: z.string() })
+    .optional()
+    .describe("recovery-required only: why the last recovery from a peer refused the stored head, e.g. ROLLBACK_DETECTED (a ready peer holds a newer transition than the store)"),
 });
 
 /** Answer of GET /v1/manifests */
@@ -153,4 +161,27 @@ export const historyResponse = z.object({
 /** Every error body. */
 export const errorResponse = z.object({
   error: z.object({ code: z.string(), message: z.string(), key: z.string().optional(), reason: z.string().optional() }),
+});
+
+/** POST /v1/peers/seed: `{}` asks for a nonce (401 ATTESTATION_REQUIRED); then all three fields. */
+export const peerSeedRequest = z
+  .object({
+    nonce: z.string().regex(/^[0-9a-f]{64}$/, "32 bytes, lower-case hex").optional().describe("the nonce of this Coordinator's 401 answer"),
+    hpkePublicKey: base64(128).optional().describe("the requester's HPKE public key (65-byte uncompressed P-256 point), base64"),
+    evidence: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe("the requester's evidence in the shape of GET /v1/attestation's `evidence`: REPORT_DATA binds the nonce, its HPKE key, this Coordinator's name and no held state"),
+  })
+  .strict()
+  .refine((b) => [b.nonce, b.hpkePublicKey, b.evidence].every((v) => v === undefined) || [b.nonce, b.hpkePublicKey, b.evidence].every((v) => v !== undefined), {
+    message: "send {} for a nonce, or all of nonce, hpkePublicKey and evidence",
+  });
+
+/** Answer of POST /v1/peers/seed */
+export const peerSeedResponse = z.object({
+  enc: z.string().describe("the HPKE encapsulated key (65 bytes), base64"),
+  ciphertext: z.string().describe("salt (32 bytes) ‖ root seed, sealed with HPKE to the requester's key (info: label, name, nonce), base64"),
+  latestTransition: sha256Hex.describe("informative: the transition of the state the seed was served from (the peer's evidence binds the one to trust)"),
+  generation: z.number().int(),
 });

@@ -59,8 +59,12 @@ export interface SealedShareBody {
   ciphertext: string;
 }
 
-/** The body of POST /v1/recover: the salt and exactly one of the share in clear (base64) and the sealed share. */
-export type RecoverRequest = { salt: string; share: string } | { salt: string; sealedShare: SealedShareBody };
+/**
+ * The body of POST /v1/recover: the salt and exactly one of the share in clear (base64) and the sealed
+ * share; `force` recovers even while a ready peer replica exists (else PEERS_READY), at the risk of
+ * splitting the replicas.
+ */
+export type RecoverRequest = ({ salt: string; share: string } | { salt: string; sealedShare: SealedShareBody }) & { force?: true };
 
 /** The body of POST /v1/mesh/certificate. */
 export interface MeshCertificateRequest {

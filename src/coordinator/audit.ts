@@ -50,7 +50,7 @@ function findingOf(err: unknown): Extract<AuditFinding, { kind: "damaged" | "una
 
 /**
  * Re-reads every immutable object of the ready state (the CA certificates, the sealed mesh CA key, the
- * seed-share document and every transition, manifest and policy of the history) and checks each against its hash. Stops at
+ * seed-share document, the history index and every transition, manifest and policy it lists) and checks each against its hash. Stops at
  * the first damage. Immutable objects never change, so this needs no lock.
  */
 export async function auditObjects(store: Store, ready: Ready): Promise<AuditFinding> {
@@ -59,6 +59,8 @@ export async function auditObjects(store: Store, ready: Ready): Promise<AuditFin
     for (const hash of [o.rootCA, o.transactionSigner, o.meshCA, o.intermediateCA]) await getObject(store, kinds.certificate, hash);
     await getObject(store, kinds.sealedKey, o.meshCAKey);
     if (o.seedShares !== undefined) await getObject(store, kinds.seedShares, o.seedShares);
+    // The history index, each segment against its verified hash; the objects below against the index.
+    for (const segment of ready.index ?? []) await getObject(store, kinds.history, segment.hash);
     const policies = new Set<string>();
     for (const entry of ready.history) {
       await getObject(store, kinds.transition, entry.transition);

@@ -7,11 +7,15 @@ import type { SeedShareDocument } from "../crypto/seedshares.js";
 import { NonceBook } from "../attestation/nonces.js";
 import type { Validators } from "../attestation/validator.js";
 import { CoordinatorError } from "../errors.js";
+import type { ErrorCode } from "../errors.js";
 import { headKey, parseHead } from "../history/head.js";
+import type { SignedHead } from "../history/head.js";
 import type { Store } from "../storage/store.js";
 import { auditHead, auditObjects } from "./audit.js";
 import type { AuditFinding, Damage } from "./audit.js";
 import { auditFindingOf, Follower } from "./follow.js";
+import { Collector } from "./collect.js";
+import type { CollectOptions, CollectOutcome } from "./collect.js";
 import type { FollowFinding, FollowOutcome } from "./follow.js";
 import { authorizeReset } from "./authorize.js";
 import type { ResetRequest } from "./authorize.js";
@@ -50,6 +54,12 @@ export interface CoordinatorDeps {
    * checks it (adapters switch it on and poll; default off: a moved head makes the Coordinator stale).
    */
   follow?: boolean;
+  /**
+   * Collect store objects no head needs after audits (collect.ts; stores that cannot ignore it):
+   * default on, with a grace period of an hour, at most every 10 minutes; false: only when
+   * `collect()` is called.
+   */
+  collect?: CollectOptions | false;
 }
 
 /** Recovery progress, as status and recover report it; `nonce` names the current attempt (it exists before the first share: shares are sealed for it). */
@@ -81,6 +91,20 @@ export interface Status {
   recovery: RecoveryProgress | null;
   /** Damage the last audit found (ready only); absent when all is well. */
   damage?: Damage;
+  /** Why the last recovery from a peer refused the stored head (recovery-required only), e.g. ROLLBACK_DETECTED. */
+  refusedHead?: RefusedHead;
+}
+
+/** A stored head that a recovery from a peer refused to adopt, and why. */
+export interface RefusedHead {
+  code: ErrorCode;
+  message: string;
+}
+
+/** A root seed and its salt, as the sealed root seed of a head holds them. */
+export interface RootSeed {
+  seed: Uint8Array;
+  salt: Uint8Array;
 }
 
 /** Runs async critical sections one at a time. */
@@ -112,7 +136,12 @@ export class Coordinator {
   private attempt: RecoveryAttempt | null = null;
   /** Damage the last audit found in the ready state; writes are refused while it lasts. */
   private damage: Damage | null = null;
+  /** Why the last recovery from a peer refused the stored head; cleared once ready. */
+  private refusedHead: RefusedHead | null = null;
   private readonly auditListeners: ((finding: AuditFinding, damage: Damage | null) => void)[] = [];
+  /** Collects unreferenced store objects (after audits unless switched off). */
+  private readonly collector: Collector;
+  private readonly collectAfterAudits: boolean;
 
   private constructor(deps: CoordinatorDeps, state: CoordinatorState, threshold: number) {
     this.name = deps.name;
@@ -122,6 +151,8 @@ export class Coordinator {
     this.recoveryTimeoutMs = deps.recoveryTimeoutMs ?? defaultRecoveryTimeoutMs;
     this.auditAfterWrites = deps.auditAfterWrites ?? false;
     this.follower = deps.follow === true ? new Follower(deps.store, deps.name) : null;
+    this.collector = new Collector(deps.collect === false ? {} : deps.collect);
+    this.collectAfterAudits = deps.collect !== false;
     this.nonces = new NonceBook({ now: () => this.now().getTime() });
     this.state = state;
     this.threshold = threshold;
@@ -175,6 +206,7 @@ export class Coordinator {
       latestTransition: head?.latestTransition ?? null,
       recovery: this.state === "recovery-required" || this.state === "stale" ? this.progress() : null,
       ...(this.state === "ready" && this.damage !== null ? { damage: this.damage } : {}),
+      ...(this.state === "recovery-required" && this.refusedHead !== null ? { refusedHead: this.refusedHead } : {}),
     };
   }
 
@@ -208,7 +240,19 @@ export class Coordinator {
     if (finding.kind === "ok") this.damage = null;
     if (finding.kind === "damaged") this.damage = finding.damage;
     for (const listener of this.auditListeners) listener(finding, this.damage);
+    // A clean audit of the stored head: collect what no head needs, when due (at most one per interval).
+    if (finding.kind === "ok" && this.collectAfterAudits) await this.collect();
     return finding;
+  }
+
+  /**
+   * Collects store objects no head needs (collect.ts) if due, or now with `force` (its `graceMs` and
+   * `now`, for tests and the bench). Only when ready and holding the stored head; never throws.
+   */
+  collect(force?: { graceMs?: number; now?: number }): Promise<CollectOutcome> {
+    const ready = (): Ready | null => (this.state === "ready" ? this.ready : null);
+    if (ready() === null) return Promise.resolve({ kind: "skipped", reason: "not-ready" });
+    return this.collector.run(this.store, this.name, ready, this.now().getTime(), force);
   }
 
   private requireReady(): Ready {
@@ -319,18 +363,7 @@ export class Coordinator {
       if (this.state === "uninitialized" || this.state === "ready") {
         throw new CoordinatorError("NOT_IN_RECOVERY", `the Coordinator is ${this.state} and needs no recovery`);
       }
-      const key = headKey(this.name);
-      const stored = await this.store.getVersioned(key);
-      if (stored === null) {
-        this.state = "uninitialized";
-        this.ready = null;
-        this.dropAttempt();
-        throw new CoordinatorError("NOT_IN_RECOVERY", "the store holds no state for this Coordinator any more");
-      }
-      const head = parseHead(stored.value, key);
-      if (head.name !== this.name) {
-        throw new CoordinatorError("STATE_CORRUPT", `${key} belongs to Coordinator ${JSON.stringify(head.name)}`, { key });
-      }
+      const { key, stored, head } = await this.storedHead();
       const r = head.recovery;
       this.threshold = r.threshold;
       let attempt = this.currentAttempt()!;
@@ -389,12 +422,75 @@ export class Coordinator {
       this.dropAttempt();
       const rootSeed = recoverySeed && (await openRootSeed(recoverySeed, input.salt, r.sealedRootSeed, this.name));
       if (!rootSeed) throw corruptHead("the shares match their commitments but do not open the sealed root seed");
-      const engine = await SeedEngine.create(rootSeed.seed, rootSeed.salt);
-      this.ready = await loadReady(this.store, engine, head, stored.value, stored.version, key);
-      this.damage = null;
-      this.state = "ready";
+      await this.loadWithRootSeed(rootSeed, { key, stored, head });
       return { state: this.state, recovery: received };
     });
+  }
+
+  /** The stored head, read for a recovery: none left makes the Coordinator uninitialized (NOT_IN_RECOVERY). */
+  private async storedHead(): Promise<{ key: string; stored: { value: Uint8Array; version: string }; head: SignedHead }> {
+    const key = headKey(this.name);
+    const stored = await this.store.getVersioned(key);
+    if (stored === null) {
+      this.state = "uninitialized";
+      this.ready = null;
+      this.refusedHead = null;
+      this.dropAttempt();
+      throw new CoordinatorError("NOT_IN_RECOVERY", "the store holds no state for this Coordinator any more");
+    }
+    const head = parseHead(stored.value, key);
+    if (head.name !== this.name) {
+      throw new CoordinatorError("STATE_CORRUPT", `${key} belongs to Coordinator ${JSON.stringify(head.name)}`, { key });
+    }
+    return { key, stored, head };
+  }
+
+  /**
+   * The last step of every recovery, once the root seed is known: verifies the stored head with the
+   * seed's keys, loads the whole state it pins (loadReady), lets `accept` refuse it (by throwing), and
+   * serves it. Call under the write lock.
+   */
+  private async loadWithRootSeed(
+    rootSeed: RootSeed,
+    at: { key: string; stored: { value: Uint8Array; version: string }; head: SignedHead },
+    accept?: (ready: Ready) => void,
+  ): Promise<void> {
+    const engine = await SeedEngine.create(rootSeed.seed, rootSeed.salt);
+    const ready = await loadReady(this.store, engine, at.head, at.stored.value, at.stored.version, at.key);
+    accept?.(ready);
+    this.ready = ready;
+    this.damage = null;
+    this.refusedHead = null;
+    this.dropAttempt();
+    this.state = "ready";
+    // Recovery read the head's index and the active state only: re-verify every older object of the
+    // history at once, in the background, instead of at the next interval.
+    if (this.auditAfterWrites) this.audit().catch(() => undefined);
+  }
+
+  /**
+   * Recovers with a root seed a ready peer replica sent (peer-recovery.ts), exactly as a recovery
+   * with shares ends: the stored head is verified with the seed's keys and the whole state loaded;
+   * `accept` sees it before it is served and refuses it by throwing (ROLLBACK_DETECTED when the store
+   * holds an older head than a peer), which is remembered and shown in the status. Only while
+   * recovery-required: otherwise it returns false and changes nothing.
+   */
+  adoptRootSeed(rootSeed: RootSeed, accept: (ready: Ready) => void): Promise<boolean> {
+    return this.writes.run(async () => {
+      if (this.state !== "recovery-required") return false;
+      try {
+        await this.loadWithRootSeed(rootSeed, await this.storedHead(), accept);
+      } catch (err) {
+        if (err instanceof CoordinatorError && this.state === "recovery-required") this.refusedHead = { code: err.code, message: err.message };
+        throw err;
+      }
+      return true;
+    });
+  }
+
+  /** The verified state it serves from, for serving peers (peer-seed.ts); only when ready (else NOT_INITIALIZED, RECOVERY_REQUIRED or STALE). */
+  readyState(): Ready {
+    return this.requireReady();
   }
 
   /**

@@ -1,4 +1,4 @@
-// The history as data owners verify it: every manifest and policy with its exact bytes, re-read and checked against its hash.
+// The history as data owners verify it: every manifest and policy with its exact bytes, re-read and checked against the hash the verified history index lists for it.
 import { getObject, kinds } from "../history/objects.js";
 import type { Store } from "../storage/store.js";
 import type { Ready } from "./ready.js";
@@ -18,7 +18,11 @@ export interface HistoryView {
   head: Uint8Array;
 }
 
-/** The verified history with exact bytes; every object is re-read and checked against its hash. */
+/**
+ * The verified history with exact bytes; every manifest and policy is re-read and checked against the
+ * hash the ready state holds (from the head's index, which recovery verified), so a missing or changed
+ * one is STATE_CORRUPT naming its key and never served. Transitions are served as those hashes.
+ */
 export async function historyView(store: Store, name: string, ready: Ready): Promise<HistoryView> {
   const manifests: Uint8Array[] = [];
   const policies = new Map<string, Uint8Array>();

@@ -1,14 +1,18 @@
 // Issuing a mesh certificate: the workload's evidence checked, its policy found in the current manifest, its key certified by the mesh CA.
 import { toHex } from "../encoding.js";
 import { issueLeafDer, toPem } from "../crypto/ca.js";
+import { canonicalEcKey, frozenClaim, isValidEcPoint } from "../crypto/leaf.js";
 import { subtle } from "../crypto/provider.js";
 import type { SeedEngine } from "../crypto/seedengine.js";
 import { validatorFor } from "../attestation/validator.js";
 import type { Validators } from "../attestation/validator.js";
 import type { NonceBook } from "../attestation/nonces.js";
 import { workloadSecretIdClaim } from "../attestation/claims.js";
+import type { Claim } from "../attestation/claims.js";
 import { CoordinatorError } from "../errors.js";
 import { generalName } from "../manifest/san.js";
+import type { GeneralName } from "../manifest/san.js";
+import type { Manifest } from "../manifest/manifest.js";
 import type { Ready } from "./ready.js";
 
 /** A mesh certificate and what comes with it. */
@@ -81,7 +85,7 @@ async function issueUnder(
   consumeNonce: (hex: string) => Promise<Uint8Array>,
 ): Promise<MeshCertificate> {
   const validator = validatorFor(validators, input.evidence);
-  const publicKey = await importWorkloadKey(input.publicKey);
+  const publicKey = await checkWorkloadKey(input.publicKey);
   const { policyHash, claims } = await validator.validate(input.evidence, {
     publicKey: input.publicKey,
     referenceValues: ready.manifest.ReferenceValues,
@@ -92,17 +96,17 @@ async function issueUnder(
   if (entry === undefined) {
     throw new CoordinatorError("POLICY_NOT_IN_MANIFEST", `policy ${policyHash} is not in the current manifest`);
   }
-  // Contrast omits an empty WorkloadSecretID; then the policy hash names the secret.
-  const secretID = entry.WorkloadSecretID ?? policyHash;
+  const leafOf = leafPartsOf(entry, policyHash);
+  const secretID = leafOf.secretID;
   const leaf = await issueLeafDer(
     ready.mesh,
     {
-      publicKey,
+      ...(publicKey === null ? {} : { publicKey }),
       subjectPublicKeyInfo: input.publicKey,
-      sans: entry.SANs.map(generalName),
-      commonName: entry.SANs[0] ?? policyHash,
+      sans: leafOf.sans,
+      commonName: leafOf.commonName,
       // The attested claims and the workload secret ID, under Contrast's OIDs.
-      extensions: [...(claims ?? []), workloadSecretIdClaim(secretID)],
+      extensions: [...(claims ?? []), leafOf.secretIdClaim],
     },
     now,
   );
@@ -115,6 +119,35 @@ async function issueUnder(
     workloadSecretID: secretID,
     policyHash,
   };
+}
+
+type PolicyEntry = Manifest["Policies"][string];
+
+/** What a policy's leaves say besides the key and the attested claims. */
+interface LeafParts {
+  sans: readonly GeneralName[];
+  commonName: string;
+  secretID: string;
+  secretIdClaim: Readonly<Claim>;
+}
+
+/** The leaf parts of each policy entry of a manifest (entries are never changed), made once. */
+const leafParts = new WeakMap<PolicyEntry, LeafParts>();
+
+function leafPartsOf(entry: PolicyEntry, policyHash: string): LeafParts {
+  let parts = leafParts.get(entry);
+  if (parts === undefined) {
+    // Contrast omits an empty WorkloadSecretID; then the policy hash names the secret.
+    const secretID = entry.WorkloadSecretID ?? policyHash;
+    parts = {
+      sans: Object.freeze(entry.SANs.map((san) => Object.freeze(generalName(san)))),
+      commonName: entry.SANs[0] ?? policyHash,
+      secretID,
+      secretIdClaim: frozenClaim(workloadSecretIdClaim(secretID)),
+    };
+    leafParts.set(entry, parts);
+  }
+  return parts;
 }
 
 const curveOids: [string, Uint8Array][] = [
@@ -130,8 +163,18 @@ function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
   return false;
 }
 
-/** Imports a workload's public key (DER SPKI, ECDSA P-256 or P-384); anything else is INVALID_REQUEST. */
-async function importWorkloadKey(spki: Uint8Array): Promise<CryptoKey> {
+/**
+ * Checks a workload's public key (DER SPKI, ECDSA P-256 or P-384); anything else is INVALID_REQUEST.
+ * An SPKI in the form WebCrypto exports (named curve, uncompressed point: what workloads send) is
+ * checked in place, its point on its curve, and needs no import (null); any other encoding is
+ * imported, the import checking the whole structure, and the key is returned.
+ */
+async function checkWorkloadKey(spki: Uint8Array): Promise<CryptoKey | null> {
+  const canonical = canonicalEcKey(spki);
+  if (canonical !== null) {
+    if (isValidEcPoint(canonical)) return null;
+    throw invalidWorkloadKey();
+  }
   // The curve's OID picks the import parameters; the import itself checks the whole structure.
   const namedCurve = curveOids.find(([, oid]) => contains(spki.subarray(0, 32), oid))?.[0];
   if (namedCurve !== undefined) {
@@ -141,7 +184,11 @@ async function importWorkloadKey(spki: Uint8Array): Promise<CryptoKey> {
       // fall through to the error below
     }
   }
-  throw new CoordinatorError("INVALID_REQUEST", "publicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key");
+  throw invalidWorkloadKey();
+}
+
+function invalidWorkloadKey(): CoordinatorError {
+  return new CoordinatorError("INVALID_REQUEST", "publicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key");
 }
 
 /** Workload secrets by root seed and WorkloadSecretID: deterministic, so derived once. */

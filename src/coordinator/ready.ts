@@ -7,6 +7,8 @@ import { subtle, webcrypto } from "../crypto/provider.js";
 import { importSealingKey, open } from "../crypto/sealed.js";
 import type { SeedEngine } from "../crypto/seedengine.js";
 import { CoordinatorError } from "../errors.js";
+import { readIndex } from "../history/history-index.js";
+import type { HistoryEntry, HistoryIndex } from "../history/history-index.js";
 import { getObject, kinds, objectKey } from "../history/objects.js";
 import { decodeTransition, zeroHash } from "../history/transition.js";
 import { verifyHead } from "../history/head.js";
@@ -18,12 +20,7 @@ import type { Store } from "../storage/store.js";
 /** HKDF label of the key that seals secrets at rest (AES-256-GCM). */
 export const sealingKeyLabel = "COORDINATOR STATE SEALING KEY";
 
-/** One verified link of the history, oldest first. */
-export interface HistoryEntry {
-  transition: string;
-  manifest: string;
-  policies: string[];
-}
+export type { HistoryEntry, HistoryIndex } from "../history/history-index.js";
 
 /** A certificate with its stored DER, PEM and store hash. */
 export interface StoredCertificate {
@@ -47,7 +44,10 @@ export interface Ready {
   headBytes: Uint8Array;
   headVersion: string;
   manifest: Manifest;
+  /** Every link of the history, oldest first, as the head's index (or, for a head without one, the walk) verified it. */
   history: HistoryEntry[];
+  /** The segments of the history index the head names; null for a head written before the index existed (the next set writes one). */
+  index: HistoryIndex | null;
 }
 
 /** The identity a mesh CA key is sealed to: its certificate's store hash. */
@@ -94,9 +94,14 @@ function corrupt(hash: string, why: string): never {
 }
 
 /**
- * Verifies the whole stored state against the seed and returns it as a Ready state: the head's
- * signature, every CA object, and the history from the latest transition back to the first, each
- * object hashed against its name. Nothing read is trusted before this returns.
+ * Verifies the stored state against the seed and returns it as a Ready state: the head's signature,
+ * every CA object and the sealed mesh CA key, the history index the head names (every transition
+ * recomputed from its manifest hashes up to the head's latest transition), and the active state:
+ * the latest transition, the latest manifest and its policies, each hashed against its name. Older
+ * manifests and policies are not read here: each is checked against the index when it is served
+ * (history.ts) and by the background re-verification (audit.ts). A head without an index (written
+ * before it existed) is verified by walking and reading the whole history, as before. Nothing read
+ * is trusted before this returns; the number of reads does not depend on the history's length.
  */
 export async function loadReady(
   store: Store,
@@ -159,10 +164,7 @@ export async function loadReady(
     });
   }
 
-  const history = await loadHistory(store, head);
-  const latest = history[history.length - 1]!;
-  const manifestKey = objectKey(kinds.manifest, latest.manifest);
-  const manifest = parseStoredManifest(await getObject(store, kinds.manifest, latest.manifest), manifestKey);
+  const { history, index, manifest } = head.objects.history === undefined ? await loadWholeHistory(store, head) : await loadIndexedHistory(store, head);
   return {
     engine,
     sealingKey: sealing,
@@ -177,7 +179,49 @@ export async function loadReady(
     headVersion,
     manifest,
     history,
+    index,
   };
+}
+
+/** The verified history with its index (null when read by the walk) and the parsed latest manifest. */
+interface LoadedHistory {
+  history: HistoryEntry[];
+  index: HistoryIndex | null;
+  manifest: Manifest;
+}
+
+/**
+ * The history through the index the head names (readIndex checks it against the head), and the
+ * active state: the latest transition object, the latest manifest (whose policies must be the ones
+ * the index lists for it) and its policies. A fixed number of reads for any history length.
+ */
+async function loadIndexedHistory(store: Store, head: SignedHead): Promise<LoadedHistory> {
+  const { index, entries } = await readIndex(store, head);
+  const latest = entries[entries.length - 1]!;
+  const manifestKey = objectKey(kinds.manifest, latest.manifest);
+  // Read at once; every read settles before this returns or throws, and the first failure in this order is the one named.
+  const reads = await Promise.allSettled([
+    getObject(store, kinds.manifest, latest.manifest),
+    getObject(store, kinds.transition, latest.transition),
+    ...latest.policies.map((policy) => getObject(store, kinds.policy, policy)),
+  ]);
+  for (const read of reads) if (read.status === "rejected") throw read.reason;
+  const manifest = parseStoredManifest((reads[0] as PromiseFulfilledResult<Uint8Array>).value, manifestKey);
+  const named = policyHashes(manifest);
+  if (named.length !== latest.policies.length || named.some((p, i) => p !== latest.policies[i])) {
+    const key = objectKey(kinds.history, index[index.length - 1]!.hash);
+    throw new CoordinatorError("STATE_CORRUPT", `${key} lists other policies for ${manifestKey} than the manifest names`, { key });
+  }
+  return { history: entries, index, manifest };
+}
+
+/** The history of a head without an index: the walk over every transition, manifest and policy. */
+async function loadWholeHistory(store: Store, head: SignedHead): Promise<LoadedHistory> {
+  const history = await loadHistory(store, head);
+  const latest = history[history.length - 1]!;
+  const manifestKey = objectKey(kinds.manifest, latest.manifest);
+  const manifest = parseStoredManifest(await getObject(store, kinds.manifest, latest.manifest), manifestKey);
+  return { history, index: null, manifest };
 }
 
 function parseStoredManifest(bytes: Uint8Array, key: string): Manifest {

@@ -10,6 +10,8 @@ import type { SeedShareDocument } from "../crypto/seedshares.js";
 import { CoordinatorError } from "../errors.js";
 import { headKey, signHead } from "../history/head.js";
 import type { Head } from "../history/head.js";
+import { writeIndex } from "../history/history-index.js";
+import type { HistoryEntry, SegmentLimits } from "../history/history-index.js";
 import { kinds, putObject } from "../history/objects.js";
 import { encodeTransition, transitionHash, zeroHash } from "../history/transition.js";
 import { keyDigest, readManifest } from "../manifest/manifest.js";
@@ -50,6 +52,8 @@ export interface SetEnvironment {
   store: Store;
   name: string;
   now: Date;
+  /** When a segment of the history index is full (default: history-index.ts's `segmentLimits`; tests make them small). */
+  indexLimits?: Readonly<SegmentLimits>;
 }
 
 /**
@@ -146,6 +150,13 @@ const { store, name } = env;
   // that needs it, it survives a crash that loses the answer (nobody is ever left without shares).
   const seedSharesHash =
     seedShares === undefined ? current?.head.objects.seedShares : await putObject(store, kinds.seedShares, seedShareBytes(seedShares));
+  // The history index of the new head: the new entry extends its last segment (a head written before
+  // the index existed gets the whole index now, from the history its recovery verified).
+  const history: HistoryEntry[] = [
+    ...(current?.history ?? []),
+    { transition: toHex(newTransition), manifest: toHex(doc.hash), policies: [...policies.keys()].sort() },
+  ];
+  const index = await writeIndex(store, current?.index ?? null, history, env.indexLimits);
 
   const head: Head = {
     name: name,
@@ -158,6 +169,7 @@ const { store, name } = env;
       intermediateCA: intermediateHash,
       meshCAKey: meshKeyHash,
       ...(seedSharesHash === undefined ? {} : { seedShares: seedSharesHash }),
+      history: index[index.length - 1]!.hash,
     },
     recovery,
   };
@@ -192,10 +204,8 @@ const { store, name } = env;
     headBytes: signed.bytes,
     headVersion,
     manifest: doc.manifest,
-    history: [
-      ...(current?.history ?? []),
-      { transition: head.latestTransition, manifest: toHex(doc.hash), policies: [...policies.keys()].sort() },
-    ],
+    history,
+    index,
   };
   const result: SetManifestResult = {
     transition: head.latestTransition,

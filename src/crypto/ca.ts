@@ -1,7 +1,8 @@
 // The Coordinator's certificates: root CA, transaction signer, mesh CA (intermediate + self-signed) and workload leaves.
 import * as x509 from "@peculiar/x509";
-import { concat, fromHex, toBase64, toHex } from "../encoding.js";
-import { buildLeaf, canonicalEcPoint, templateFor } from "./leaf.js";
+import { concat, fromHex, toHex } from "../encoding.js";
+import { CoordinatorError } from "../errors.js";
+import { buildLeaf, canonicalEcPoint, pointKeyId, templateFor } from "./leaf.js";
 import { randomBytes, sha256, subtle, webcrypto } from "./provider.js";
 import type { GeneralName } from "../manifest/san.js";
 
@@ -38,10 +39,27 @@ export async function subjectKeyId(publicKey: CryptoKey): Promise<string> {
   return toHex((await sha256(point)).slice(0, 20));
 }
 
-function serialNumber(): string {
-  const bytes = randomBytes(16);
+/**
+ * Random bytes for serial numbers, drawn from the active WebCrypto 4 KiB at a time (one call per 256
+ * serials instead of one each); every byte is handed out once.
+ */
+const serialRandom = { pool: new Uint8Array(0) as Uint8Array, at: 0 };
+
+/** 16 random bytes, the first in 0x40–0x7f: a positive 128-bit serial number of exactly 16 bytes. */
+function serialBytes(): Uint8Array {
+  if (serialRandom.at + 16 > serialRandom.pool.length) {
+    serialRandom.pool = randomBytes(4096);
+    serialRandom.at = 0;
+  }
+  const bytes = serialRandom.pool.slice(serialRandom.at, serialRandom.at + 16);
+  serialRandom.pool.fill(0, serialRandom.at, serialRandom.at + 16);
+  serialRandom.at += 16;
   bytes[0] = (bytes[0]! & 0x3f) | 0x40;
-  return toHex(bytes);
+  return bytes;
+}
+
+function serialNumber(): string {
+  return toHex(serialBytes());
 }
 
 function caValidity(now: Date): { notBefore: Date; notAfter: Date } {
@@ -158,7 +176,7 @@ export async function importMeshKey(pkcs8: Uint8Array, publicKey: CryptoKey): Pr
 /** What a workload certificate says. */
 export interface LeafRequest {
   publicKey: CryptoKey;
-  sans: GeneralName[];
+  sans: readonly GeneralName[];
   commonName: string;
   /** Further non-critical extensions, e.g. attested claims. */
   extensions?: readonly { oid: string; value: Uint8Array }[];
@@ -167,13 +185,15 @@ export interface LeafRequest {
 /**
  * Issues a workload certificate signed by the mesh CA key (its chain: leaf, intermediate) and
  * returns its DER. Built directly in DER (see leaf.ts); the issuer Name is copied byte for byte
- * from the subject of `mesh.certificate`. `subjectPublicKeyInfo`, if given, must be the DER that
- * `publicKey` was imported from: when it is already in the form WebCrypto exports, it is used as
- * is and the key is not exported again (saving two exports per certificate).
+ * from the subject of `mesh.certificate`. `subjectPublicKeyInfo`, if given, must be the DER of the
+ * key (the one `publicKey` was imported from, if both are given): when it is already in the form
+ * WebCrypto exports, it is used as is, the key is not exported again and its identifier is hashed
+ * in place, and `publicKey` may be left out (the caller has checked the point: see
+ * `isValidEcPoint`); otherwise `publicKey` is exported.
  */
 export async function issueLeafDer(
   mesh: CertifiedKey,
-  request: LeafRequest & { subjectPublicKeyInfo?: Uint8Array },
+  request: Omit<LeafRequest, "publicKey"> & { publicKey?: CryptoKey; subjectPublicKeyInfo?: Uint8Array },
   now: Date,
 ): Promise<Uint8Array> {
   const notBefore = new Date(now.getTime() - backdateMs);
@@ -184,13 +204,15 @@ export async function issueLeafDer(
   let keyId: Uint8Array;
   if (given !== undefined && point !== null) {
     // subjectKeyId's method, on the point the SPKI carries (the same bytes a raw export gives).
-    [spki, keyId] = [given, (await sha256(point)).slice(0, 20)];
-  } else {
+    [spki, keyId] = [given, await pointKeyId(point)];
+  } else if (request.publicKey !== undefined) {
     const [exported, hexId] = await Promise.all([subtle().exportKey("spki", request.publicKey), subjectKeyId(request.publicKey)]);
     [spki, keyId] = [new Uint8Array(exported), fromHex(hexId)];
+  } else {
+    throw new CoordinatorError("INTERNAL", "a leaf needs the key, or its SubjectPublicKeyInfo in the form WebCrypto exports");
   }
   return buildLeaf(templateFor(mesh), {
-    serialNumber: fromHex(serialNumber()),
+    serialNumber: serialBytes(),
     notBefore,
     notAfter,
     commonName: request.commonName,
@@ -210,12 +232,49 @@ export async function issueLeaf(
   return parseCertificate(await issueLeafDer(mesh, request, now));
 }
 
+const base64Alphabet = Uint8Array.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", (c) => c.charCodeAt(0));
+const asciiDecoder = new TextDecoder();
+
+/**
+ * The base64 lines of a PEM body: standard base64 with padding, a newline after every 64 characters
+ * and after the last line. Written straight into one buffer (certificates are PEM-encoded on every
+ * issuance; the generic base64 and line split cost several times more).
+ */
+function pemBody(der: Uint8Array): string {
+  const chars = 4 * Math.ceil(der.length / 3);
+  if (chars === 0) return "\n";
+  const out = new Uint8Array(chars + Math.ceil(chars / 64));
+  let o = 0;
+  let column = 0;
+  const put = (c: number) => {
+    out[o++] = c;
+    if (++column === 64) {
+      out[o++] = 0x0a;
+      column = 0;
+    }
+  };
+  let i = 0;
+  for (; i + 2 < der.length; i += 3) {
+    const n = (der[i]! << 16) | (der[i + 1]! << 8) | der[i + 2]!;
+    put(base64Alphabet[n >>> 18]!);
+    put(base64Alphabet[(n >>> 12) & 63]!);
+    put(base64Alphabet[(n >>> 6) & 63]!);
+    put(base64Alphabet[n & 63]!);
+  }
+  if (i < der.length) {
+    const n = (der[i]! << 16) | ((der[i + 1] ?? 0) << 8);
+    put(base64Alphabet[n >>> 18]!);
+    put(base64Alphabet[(n >>> 12) & 63]!);
+    put(i + 1 < der.length ? base64Alphabet[(n >>> 6) & 63]! : 0x3d);
+    put(0x3d);
+  }
+  if (column !== 0) out[o++] = 0x0a;
+  return asciiDecoder.decode(out.subarray(0, o));
+}
+
 /** PEM of DER bytes with the given label, 64 characters a line, ending in a newline. */
 export function toPem(der: Uint8Array, label = "CERTIFICATE"): string {
-  const b64 = toBase64(der);
-  const lines: string[] = [];
-  for (let i = 0; i < b64.length; i += 64) lines.push(b64.slice(i, i + 64));
-  return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
+  return `-----BEGIN ${label}-----\n${pemBody(der)}-----END ${label}-----\n`;
 }
 
 /** The DER bytes of a certificate. */

@@ -1,4 +1,5 @@
 // Workload leaf certificates built directly in DER from a per-mesh-CA template and signed with WebCrypto, without an ASN.1 object model.
+import { p256, p384 } from "@noble/curves/nist.js";
 import { fromHex } from "../encoding.js";
 import { CoordinatorError } from "../errors.js";
 import { canonicalIp } from "../manifest/san.js";
@@ -25,7 +26,7 @@ import {
   time,
   utf8String,
 } from "./der.js";
-import { subtle } from "./provider.js";
+import { sha256, subtle } from "./provider.js";
 
 /** DER AlgorithmIdentifier of ecdsa-with-SHA384 (1.2.840.10045.4.3.3, parameters absent, RFC 5758 §3.2). */
 export const ecdsaWithSha384 = sequence(oid("1.2.840.10045.4.3.3"));
@@ -33,8 +34,20 @@ export const ecdsaWithSha384 = sequence(oid("1.2.840.10045.4.3.3"));
 const version3 = explicit(0, smallInteger(2));
 const commonNameOid = oid("2.5.4.3");
 
+/** Encoded OIDs by dotted form: the extensions' OIDs are a few constants, so each is encoded once. */
+const encodedOids = new Map<string, Uint8Array>();
+
+function extensionOid(id: string): Uint8Array {
+  let encoded = encodedOids.get(id);
+  if (encoded === undefined) {
+    encoded = oid(id);
+    if (encodedOids.size < 256) encodedOids.set(id, encoded);
+  }
+  return encoded;
+}
+
 function extension(id: string, critical: boolean, value: Uint8Array): Uint8Array {
-  return critical ? sequence(oid(id), boolean(true), octetString(value)) : sequence(oid(id), octetString(value));
+  return critical ? sequence(extensionOid(id), boolean(true), octetString(value)) : sequence(extensionOid(id), octetString(value));
 }
 
 /** basicConstraints (critical): CA false, encoded as the empty SEQUENCE since cA defaults to FALSE. */
@@ -79,23 +92,56 @@ function ecSpkiPrefix(curveOid: string, pointLength: number): Uint8Array {
 }
 
 const ecSpkiPrefixes = [
-  { prefix: ecSpkiPrefix("1.2.840.10045.3.1.7", 65), pointLength: 65 }, // P-256
-  { prefix: ecSpkiPrefix("1.3.132.0.34", 97), pointLength: 97 }, // P-384
-];
+  { namedCurve: "P-256", prefix: ecSpkiPrefix("1.2.840.10045.3.1.7", 65), pointLength: 65, curve: p256 },
+  { namedCurve: "P-384", prefix: ecSpkiPrefix("1.3.132.0.34", 97), pointLength: 97, curve: p384 },
+] as const;
+
+/** An EC public key in the SubjectPublicKeyInfo form WebCrypto exports. */
+export interface CanonicalEcKey {
+  namedCurve: "P-256" | "P-384";
+  /** The uncompressed point (0x04, X, Y). */
+  point: Uint8Array;
+}
 
 /**
- * The uncompressed EC point of a SubjectPublicKeyInfo if the SPKI is byte for byte the DER that
- * WebCrypto exports for a P-256 or P-384 public key (named curve, uncompressed point), else null.
- * It does not check that the point is on the curve: importing the key does that.
+ * The curve and uncompressed point of a SubjectPublicKeyInfo if the SPKI is byte for byte the DER
+ * that WebCrypto exports for a P-256 or P-384 public key (named curve, uncompressed point), else
+ * null. It does not check that the point is on the curve: `isValidEcPoint` (or an import) does that.
  */
-export function canonicalEcPoint(spki: Uint8Array): Uint8Array | null {
-  for (const { prefix, pointLength } of ecSpkiPrefixes) {
+export function canonicalEcKey(spki: Uint8Array): CanonicalEcKey | null {
+  for (const { namedCurve, prefix, pointLength } of ecSpkiPrefixes) {
     if (spki.length !== prefix.length + pointLength || spki[prefix.length] !== 0x04) continue;
     let same = true;
     for (let i = 0; i < prefix.length && same; i++) same = spki[i] === prefix[i];
-    if (same) return spki.slice(prefix.length);
+    if (same) return { namedCurve, point: spki.slice(prefix.length) };
   }
   return null;
+}
+
+/** The uncompressed EC point of a SubjectPublicKeyInfo in the form WebCrypto exports (see `canonicalEcKey`), else null. */
+export function canonicalEcPoint(spki: Uint8Array): Uint8Array | null {
+  return canonicalEcKey(spki)?.point ?? null;
+}
+
+/**
+ * Whether an uncompressed point is a public key on its curve: both coordinates below the field
+ * prime and the curve equation holding (P-256 and P-384 have cofactor 1, so every such point is in
+ * the prime-order group, and the point at infinity has no uncompressed form). The check a WebCrypto
+ * import of the SPKI makes, by @noble/curves, without an import's cost.
+ */
+export function isValidEcPoint(key: CanonicalEcKey): boolean {
+  const curve = key.namedCurve === "P-256" ? p256 : p384;
+  try {
+    curve.Point.fromBytes(key.point).assertValidity();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The subject key identifier of an uncompressed point, by the method of ca.ts `subjectKeyId`: the leftmost 160 bits of its SHA-256. */
+export async function pointKeyId(point: Uint8Array): Promise<Uint8Array> {
+  return (await sha256(point)).slice(0, 20);
 }
 
 /** The subject Name of a DER certificate, exactly as encoded there. */
@@ -168,9 +214,77 @@ function generalNames(sans: readonly GeneralName[]): Uint8Array {
   );
 }
 
+/**
+ * Encodings of values that repeat from leaf to leaf, each made once: the same request of a policy
+ * has the same subject and SANs, and every leaf of one second the same validity. Only what cannot
+ * change is cached: strings by value, and arrays or claims only when frozen (so their contents are
+ * fixed), by identity.
+ */
+const encoded = {
+  /** The subject Name by common name (bounded: cleared when full). */
+  subjects: new Map<string, Uint8Array>(),
+  /** The subjectAltName extension by its frozen list of names. */
+  subjectAltNames: new WeakMap<readonly GeneralName[], Uint8Array>(),
+  /** A further extension by its frozen claim. */
+  claims: new WeakMap<{ oid: string; value: Uint8Array }, Uint8Array>(),
+  /** The last Validity, by its two instants in whole seconds (what the encoding keeps of them). */
+  validity: { notBefore: NaN, notAfter: NaN, der: new Uint8Array(0) as Uint8Array },
+};
+
+function subjectName(commonName: string): Uint8Array {
+  let der = encoded.subjects.get(commonName);
+  if (der === undefined) {
+    const value = isPrintable(commonName) ? printableString(commonName) : utf8String(commonName);
+    der = sequence(setOf(sequence(commonNameOid, value)));
+    if (encoded.subjects.size >= 1024) encoded.subjects.clear();
+    encoded.subjects.set(commonName, der);
+  }
+  return der;
+}
+
+function subjectAltName(sans: readonly GeneralName[]): Uint8Array {
+  let der = encoded.subjectAltNames.get(sans);
+  if (der === undefined) {
+    der = extension("2.5.29.17", false, generalNames(sans));
+    if (Object.isFrozen(sans) && sans.every((name) => Object.isFrozen(name))) encoded.subjectAltNames.set(sans, der);
+  }
+  return der;
+}
+
+function claimExtension(claim: { oid: string; value: Uint8Array }): Uint8Array {
+  let der = encoded.claims.get(claim);
+  if (der === undefined) {
+    der = extension(claim.oid, false, claim.value);
+    if (frozenClaims.has(claim)) encoded.claims.set(claim, der);
+  }
+  return der;
+}
+
+/** Claims made by `frozenClaim`: their bytes are never changed, so their extension is encoded once. */
+const frozenClaims = new WeakSet<object>();
+
+/**
+ * A claim (an extension's OID and value) whose value bytes its maker never changes again, frozen, so
+ * that leaves carrying it encode its extension once (e.g. the workload secret ID of a policy).
+ */
+export function frozenClaim(claim: { oid: string; value: Uint8Array }): Readonly<{ oid: string; value: Uint8Array }> {
+  const frozen = Object.freeze({ oid: claim.oid, value: claim.value.slice() });
+  frozenClaims.add(frozen);
+  return frozen;
+}
+
+function validity(notBefore: Date, notAfter: Date): Uint8Array {
+  // Times are encoded to the whole second (the fraction dropped), so instants of one second encode alike.
+  const from = Math.floor(notBefore.getTime() / 1000);
+  const to = Math.floor(notAfter.getTime() / 1000);
+  if (encoded.validity.notBefore !== from || encoded.validity.notAfter !== to) {
+    encoded.validity = { notBefore: from, notAfter: to, der: sequence(time(notBefore), time(notAfter)) };
+  }
+  return encoded.validity.der;
+}
+
 /** The DER TBSCertificate of a leaf, as RFC 5280 §4.1 lays it out. */
 export function leafTbs(template: LeafTemplate, fields: LeafFields): Uint8Array {
-  const subjectValue = isPrintable(fields.commonName) ? printableString(fields.commonName) : utf8String(fields.commonName);
   const extensions = [
     basicConstraints,
     keyUsage,
@@ -178,15 +292,15 @@ export function leafTbs(template: LeafTemplate, fields: LeafFields): Uint8Array 
     extension("2.5.29.14", false, octetString(fields.subjectKeyId)),
     template.authorityKeyIdentifier,
   ];
-  if (fields.sans.length > 0) extensions.push(extension("2.5.29.17", false, generalNames(fields.sans)));
-  for (const e of fields.extensions ?? []) extensions.push(extension(e.oid, false, e.value));
+  if (fields.sans.length > 0) extensions.push(subjectAltName(fields.sans));
+  for (const e of fields.extensions ?? []) extensions.push(claimExtension(e));
   return sequence(
     version3,
     integer(fields.serialNumber),
     ecdsaWithSha384,
     template.issuer,
-    sequence(time(fields.notBefore), time(fields.notAfter)),
-    sequence(setOf(sequence(commonNameOid, subjectValue))),
+    validity(fields.notBefore, fields.notAfter),
+    subjectName(fields.commonName),
     fields.subjectPublicKeyInfo,
     explicit(3, sequence(...extensions)),
   );

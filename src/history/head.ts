@@ -44,6 +44,8 @@ export const headObjectsSchema = z
     meshCAKey: hash,
     /** The seed-share document of the current recovery seed (absent in heads written before it was stored). */
     seedShares: hash.optional(),
+    /** The last segment of the history index (absent in heads written before the index existed). */
+    history: hash.optional(),
   })
   .strict();
 
@@ -81,7 +83,7 @@ export function headKey(name: string): string {
 /** The exact message the signature covers: tag, zero byte, a fixed-order JSON array of every field. */
 export function headMessage(head: Head): Uint8Array {
   const { objects: o, recovery: r } = head;
-  const fields = [
+  const fields: (string | number | string[] | null)[] = [
     headFormat,
     head.name,
     head.generation,
@@ -97,7 +99,10 @@ export function headMessage(head: Head): Uint8Array {
     r.commitments,
     r.sealedRootSeed,
   ];
-  if (o.seedShares !== undefined) fields.push(o.seedShares);
+  // Optional fields at the end: a head without them signs exactly what it signed before they existed,
+  // and the index comes after a seed-share slot (null if absent), so neither can pass for the other.
+  if (o.history !== undefined) fields.push(o.seedShares ?? null, o.history);
+  else if (o.seedShares !== undefined) fields.push(o.seedShares);
   return domainMessage(headSignatureTag, utf8(JSON.stringify(fields)));
 }
 
@@ -115,6 +120,7 @@ export function headBytes(signed: SignedHead): Uint8Array {
       intermediateCA: signed.objects.intermediateCA,
       meshCAKey: signed.objects.meshCAKey,
       ...(signed.objects.seedShares === undefined ? {} : { seedShares: signed.objects.seedShares }),
+      ...(signed.objects.history === undefined ? {} : { history: signed.objects.history }),
     },
     recovery: {
       salt: signed.recovery.salt,
@@ -154,8 +160,12 @@ export function parseHead(bytes: Uint8Array, key: string): SignedHead {
     throw new CoordinatorError("STATE_CORRUPT", `${key} is malformed at ${issue?.path.join(".") || "top level"}`, { key });
   }
   const { name, generation, latestTransition, recovery, signature } = parsed.data;
-  const { seedShares, ...required } = parsed.data.objects;
-  const objects: Head["objects"] = seedShares === undefined ? required : { ...required, seedShares };
+  const { seedShares, history, ...required } = parsed.data.objects;
+  const objects: Head["objects"] = {
+    ...required,
+    ...(seedShares === undefined ? {} : { seedShares }),
+    ...(history === undefined ? {} : { history }),
+  };
   const head = { name, generation, latestTransition, objects, recovery, signature };
   if (!bytesEqual(headBytes(head), bytes)) {
     throw new CoordinatorError("STATE_CORRUPT", `${key} is not in its canonical encoding`, { key });

@@ -12,6 +12,8 @@ export const kinds = {
   certificate: "certificates",
   sealedKey: "keys",
   seedShares: "seedshares",
+  /** Segments of the history index (history-index.ts). */
+  history: "histories",
 } as const;
 
 /** One kind of immutable object. */

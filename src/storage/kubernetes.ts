@@ -40,6 +40,7 @@ export const dedicatedKinds: Readonly<Record<string, ResourceKind>> = {
   certificates: { kind: "Certificate", plural: "certificates" },
   keys: { kind: "SealedKey", plural: "sealedkeys" },
   seedshares: { kind: "SeedShareDocument", plural: "seedsharedocuments" },
+  histories: { kind: "HistoryIndex", plural: "historyindexes" },
   heads: { kind: "CoordinatorHead", plural: "coordinatorheads" },
 };
 

@@ -16,11 +16,38 @@ export interface ConditionalWrite {
 /**
  * An unstorage driver the Coordinator can use: `getItemRaw` returns exact bytes (`Uint8Array`) or
  * null, `setItemRaw` stores exact bytes atomically and honours `ConditionalWrite` for real.
+ * `collectObjects` is optional (the fs driver has it).
  */
 export type CoordinatorDriver = Driver & {
   getItemRaw: NonNullable<Driver["getItemRaw"]>;
   setItemRaw: NonNullable<Driver["setItemRaw"]>;
+  collectObjects?: (request: CollectRequest) => Promise<CollectReport>;
 };
+
+/**
+ * A request to collect unreferenced objects (src/coordinator/collect.ts makes it): objects of `kinds`
+ * not written (or restored) for `graceMs` are set aside where reads still find them, and objects set
+ * aside for `graceMs` are deleted, each only if `referenced`, asked after their ages were read, says
+ * no. `referenced` answers null when it cannot tell (nothing is set aside or deleted then).
+ */
+export interface CollectRequest {
+  kinds: readonly string[];
+  graceMs: number;
+  /** The time to judge ages by (ms since the epoch); default now. */
+  now?: number;
+  referenced: () => Promise<((key: string) => boolean) | null>;
+}
+
+/** What one collection did: objects in place and set aside afterwards, how many were set aside, deleted and brought back. */
+export interface CollectReport {
+  objects: number;
+  inTrash: number;
+  trashed: number;
+  purged: number;
+  restored: number;
+  /** True when `referenced` answered null and nothing was done. */
+  skipped: boolean;
+}
 
 /** Stable codes of storage failures. */
 export type StoreErrorCode = "CONFLICT" | "UNAVAILABLE" | "INVALID_KEY";
@@ -71,6 +98,8 @@ export interface Store {
   keys(kind: string): Promise<string[]>;
   /** Removes `key` if present. */
   remove(key: string): Promise<void>;
+  /** Collects unreferenced objects (see CollectRequest); absent where the store cannot. */
+  collectObjects?: (request: CollectRequest) => Promise<CollectReport>;
 }
 
 function asBytes(value: unknown, key: string): Uint8Array | null {
@@ -137,6 +166,7 @@ export function createStore(driver: CoordinatorDriver): Store & { storage: Stora
         wrap(err, `removing ${key}`);
       }
     },
+    ...(driver.collectObjects === undefined ? {} : { collectObjects: driver.collectObjects }),
   };
 }
 

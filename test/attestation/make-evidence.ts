@@ -9,7 +9,8 @@
 //       [--measurement HEX] [--outdated-tcb] [--debug] [-o FILE]
 //                                                   write evidence JSON (stdout without -o)
 // DIR then holds roots.pem (for --attestation-roots), reference-values.json (the manifest's
-// ReferenceValues that this TEE's default evidence satisfies) and tee.json (the private keys, 0600).
+// ReferenceValues that this TEE's default evidence satisfies) and tee.json (the private keys, 0600;
+// its format is src/attestation/test-tee.ts, which the Coordinator's `--simulated-tee FILE` loads).
 import "reflect-metadata";
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -19,7 +20,9 @@ import { parseArgs } from "node:util";
 import { bytesEqual, concat, fromBase64, fromHex, toBase64, toHex } from "../../src/encoding.js";
 import { toPem } from "../../src/crypto/ca.js";
 import { subtle, useWebCrypto } from "../../src/crypto/provider.js";
-import { createSimulatedAmd, buildSnpReport, signSnpReport, simulatedTcb } from "../../src/attestation/snp/simulated.js";
+import { createSimulatedAmd, simulatedTcb } from "../../src/attestation/snp/simulated.js";
+import { parseSavedTee, savedTeeSnpReport, testTeeFormat } from "../../src/attestation/test-tee.js";
+import type { SavedEndorsement, SavedTee } from "../../src/attestation/test-tee.js";
 import type { SnpTcbParts } from "../../src/attestation/snp/report.js";
 import type { SnpReferenceValues } from "../../src/attestation/snp/reference-values.js";
 import { expectedReportData } from "../../src/attestation/report-data.js";
@@ -36,9 +39,6 @@ export const testMeasurement = { snp: "5a".repeat(48), tdx: "7d".repeat(48) } as
 /** The TCB of the "outdated" VCEK: SNP firmware one below the default (simulatedTcb), so below the reference values' minimum. */
 export const outdatedTcb: SnpTcbParts = { ...simulatedTcb, snp: simulatedTcb.snp - 1 };
 
-/** SNP guest policy bits: bit 16 SMT allowed, bit 17 reserved (must be 1), bit 19 DEBUG. */
-const snpPolicy = { default: 0x30000n, debug: 1n << 19n } as const;
-
 /** The TD report body of a TD 1.0 (v4) quote: field offsets and sizes, as Intel's layout has them. */
 const tdxBody = {
   tdAttributes: [120, 8],
@@ -50,32 +50,6 @@ const tdxBody = {
 
 /** TD attributes: SEPT_VE_DISABLE (bit 28), as Contrast requires; DEBUG is bit 0. */
 const tdAttributes = { default: "0000001000000000", debug: "0100001000000000" } as const;
-
-interface SavedEndorsement {
-  certificate: string;
-  privateKey: string;
-  tcb: SnpTcbParts;
-  hwid: string;
-}
-
-/** tee.json: the private side of the test TEE (base64 DER, PKCS#8 keys). */
-interface SavedTee {
-  format: "contrast-test-tee/v1";
-  snp: {
-    product: "Milan" | "Genoa" | "Turin";
-    ark: string;
-    ask: string;
-    asvk: string | null;
-    /** VCEKs by name: `current` certifies the default TCB, `outdated` one below it. */
-    vceks: { current: SavedEndorsement; outdated: SavedEndorsement };
-  };
-  tdx: {
-    /** A v4 quote of the platform (its QE report and PCK chain are reused; header and body are re-signed). */
-    quote: string;
-    /** The attestation key (P-256, PKCS#8) that signs header and body. */
-    attestationKey: string;
-  };
-}
 
 /** The manifest's ReferenceValues that default evidence of a test TEE satisfies. */
 export interface TestReferenceValues {
@@ -176,7 +150,7 @@ export async function createTestTee(dir: string, options: { now?: Date } = {}): 
   if (attestationPrivate === undefined) throw new Error("the TDX test platform's attestation key was not among the keys it generated");
 
   const saved: SavedTee = {
-    format: "contrast-test-tee/v1",
+    format: testTeeFormat,
     snp: {
       product: amd.product,
       ark: toBase64(amd.ark.certificate),
@@ -219,9 +193,8 @@ export async function createTestTee(dir: string, options: { now?: Date } = {}): 
 }
 
 function loadTee(dir: string): SavedTee {
-  const saved = JSON.parse(readFileSync(join(dir, teeFiles.secrets), "utf8")) as SavedTee;
-  if (saved.format !== "contrast-test-tee/v1") throw new Error(`${join(dir, teeFiles.secrets)} is not a saved test TEE`);
-  return saved;
+  const file = join(dir, teeFiles.secrets);
+  return parseSavedTee(readFileSync(file, "utf8"), file);
 }
 
 /** The reference values a saved test TEE's default evidence satisfies. */
@@ -236,25 +209,15 @@ function bytes(hex: string, length: number, what: string): Uint8Array {
 
 /** SNP evidence from a saved test TEE: a report signed by its VCEK, with the VCEK, ASK and ARK. */
 export async function makeSnpEvidence(dir: string, request: EvidenceRequest): Promise<SnpEvidenceJson> {
-  const tee = loadTee(dir).snp;
-  const endorsement = request.outdatedTcb === true ? tee.vceks.outdated : tee.vceks.current;
-  const key = await subtle().importKey("pkcs8", fromBase64(endorsement.privateKey) as BufferSource, { name: "ECDSA", namedCurve: "P-384" }, false, ["sign"]);
-  const hwid = fromHex(endorsement.hwid);
   const nonce = bytes(request.nonce, request.nonce.length / 2, "the nonce");
-  const report = buildSnpReport(tee.product, {
-    reportedTcb: endorsement.tcb,
-    chipId: concat(hwid, new Uint8Array(64 - hwid.length)),
-    policy: request.debug === true ? snpPolicy.default | snpPolicy.debug : snpPolicy.default,
+  const { report, certificates } = await savedTeeSnpReport(loadTee(dir), {
     measurement: bytes(request.measurement ?? testMeasurement.snp, 48, "the measurement"),
     hostData: bytes(request.policyHash, 32, "the policy hash"),
     reportData: await expectedReportData(request.spki, nonce),
+    debug: request.debug === true,
+    outdatedTcb: request.outdatedTcb === true,
   });
-  return {
-    type: "amd-sev-snp",
-    nonce: request.nonce,
-    report: toBase64(await signSnpReport(report, key)),
-    certificates: { vcek: endorsement.certificate, ask: tee.ask, ark: tee.ark },
-  };
+  return { type: "amd-sev-snp", nonce: request.nonce, report: toBase64(report), certificates };
 }
 
 /** TDX evidence from a saved test TEE: its v4 quote with the body's MRTD, TD attributes, MRCONFIGID and REPORT_DATA set, re-signed. */

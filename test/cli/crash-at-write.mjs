@@ -8,7 +8,12 @@ const store = process.env.STRAND_STORE;
 const killAt = Number(process.env.STRAND_KILL_AT ?? "0");
 let writes = 0;
 
-/** A write the store makes visible: a file renamed into place, a version linked, a tombstone version made. Probes do not count. */
+/**
+ * A write the store makes visible: a file renamed into place, a version chain created, a version
+ * claimed (the commit point of a head update: its value was written just before). Probes do not
+ * count, nor does publishing a claimed value (renaming `.n-<seq>-<id>` to `<seq>`): readers see the
+ * same value before and after it.
+ */
 function counts(target) {
   const path = String(target);
   return store !== undefined && path.startsWith(store + sep) && !path.includes(`${sep}probes${sep}`) && !/\.tmp-[^/]*$/.test(path);
@@ -29,8 +34,7 @@ function wrap(name, target, extra = () => true) {
   };
 }
 
-wrap("rename", (args) => args[1]);
+const publishes = (args) => /(^|[/\\])\.n-\d{16}-[0-9a-f]{16}$/.test(String(args[0]));
+wrap("rename", (args) => (publishes(args) ? "" : args[1]));
 wrap("link", (args) => args[1]);
-// A tombstone version (the first compare-and-swap of a head seeds one).
-wrap("mkdir", (args) => args[0], (path) => /@v[/\\]\d{16}$/.test(path));
 syncBuiltinESMExports();

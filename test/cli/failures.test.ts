@@ -224,6 +224,9 @@ describe("contrast failures (real processes)", () => {
   });
 
   it("verify and recover fail when the head was rolled back to an older signed version", async () => {
+    // The head of generation 1, signed and once valid: what someone with the disk can put back later.
+    const generationOne = readFileSync(await fsPathOf(stateDir, "heads:coordinator"));
+    expect((JSON.parse(generationOne.toString("utf8")) as { generation: number }).generation).toBe(1);
     writeFileSync(join(ws, "policies", "api.rego"), "package api\n");
     expectOk(await cli(["generate"]));
     expectOk(await cli(["set"]));
@@ -231,14 +234,8 @@ describe("contrast failures (real processes)", () => {
     expect((await status()).generation).toBe(2);
 
     await proc.stop("SIGKILL");
-    // Delete the newest head versions until the head is the older, once-valid one of generation 1.
-    const versions = join(stateDir, "heads", "coordinator@v");
-    for (;;) {
-      const head = JSON.parse(readFileSync(await fsPathOf(stateDir, "heads:coordinator"), "utf8")) as { generation: number };
-      if (head.generation < 2) break;
-      const newest = readdirSync(versions).sort().pop()!;
-      rmSync(join(versions, newest));
-    }
+    // Roll the head back: the store keeps no old versions, so the saved bytes of generation 1 are written over the current one.
+    writeFileSync(await fsPathOf(stateDir, "heads:coordinator"), generationOne);
     proc = await startCoordinator({ store: `fs:${stateDir}` });
     const recover = expectFailure(await cli(["recover", "--insecure-http"]));
     expect(recover).toMatch(/shows generation 1, but this workspace has seen generation 2 .*rolled back.*do not trust/);

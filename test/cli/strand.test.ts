@@ -31,7 +31,7 @@ let bob: OwnerKeyFiles;
 /** A Coordinator started with the write counter preloaded. */
 interface Killable {
   url: string;
-  /** The store writes so far ("<kind>/<name>" or "<kind>/<name>@v/<seq>"), in order. */
+  /** The store writes so far ("<kind>/<name>", "<kind>/<name>@v/chain" or "<kind>/<name>@v/chain/<seq>.c-<id>"), in order. */
   writes: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   child: ChildProcess;
@@ -181,7 +181,7 @@ describe("kill -9 at every store write of a first set, the answer lost at the cl
       await proc.exited;
     }
     writes = proc.writes;
-    expect(writes[writes.length - 1]).toMatch(/^heads\/coordinator@v\/\d{16}$/);
+    expect(writes[writes.length - 1]).toMatch(/^heads\/coordinator@v\/chain\/\d{16}\.c-[0-9a-f]{16}$/);
     const shares = writes.findIndex((w) => w.startsWith("seedshares/"));
     expect(shares).toBeGreaterThanOrEqual(0);
     expect(shares).toBeLessThan(writes.length - 1);
@@ -277,7 +277,7 @@ describe("kill -9 at every store write of a change of the seed-share owners, the
       await proc.exited;
     }
     writes = proc.writes.slice(offset);
-    expect(writes[writes.length - 1]).toMatch(/^heads\/coordinator@v\/\d{16}$/);
+    expect(writes[writes.length - 1]).toMatch(/^heads\/coordinator@v\/chain\/\d{16}\.c-[0-9a-f]{16}$/);
     const shares = writes.findIndex((w) => w.startsWith("seedshares/"));
     expect(shares).toBeGreaterThanOrEqual(0);
     expect(shares).toBeLessThan(writes.length - 1);

@@ -28,7 +28,7 @@ import type { FailingStore, FailMode } from "./failing-store.js";
 const name = "alpha";
 const headKey = `heads:${name}`;
 const validators = new Map([["insecure-simulated", simulatedValidator]]);
-const storeKinds = ["policies", "manifests", "transitions", "certificates", "keys", "heads"] as const;
+const storeKinds = ["policies", "manifests", "transitions", "certificates", "keys", "histories", "heads"] as const;
 
 interface Answer {
   status: number;

@@ -1,4 +1,4 @@
-// G4 tampering tests: every kind of stored object changed, deleted or swapped is refused at recovery (and at read) naming its key.
+// G4 tampering tests: every kind of stored object changed, deleted or swapped is refused naming its key: at recovery what recovery reads (the head, its index, the CA objects, the active state), the older history when served and by the audit.
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,7 +30,7 @@ const name = "alpha";
 const otherName = "beta";
 const headKey = `heads:${name}`;
 const validators = new Map([["insecure-simulated", simulatedValidator]]);
-const storeKinds = ["policies", "manifests", "transitions", "certificates", "keys", "heads"] as const;
+const storeKinds = ["policies", "manifests", "transitions", "certificates", "keys", "seedshares", "histories", "heads"] as const;
 
 interface Doc {
   bytes: Uint8Array;
@@ -43,6 +43,7 @@ interface HeadObjects {
   meshCA: string;
   intermediateCA: string;
   meshCAKey: string;
+  history: string;
 }
 
 /** A store holding two generations of Coordinator `alpha` (and, in memory, a Coordinator `beta`), with what the tests compare against. */
@@ -269,13 +270,28 @@ interface Target {
 const getKey = (b: Baseline, key: string): Promise<Uint8Array> => b.store.get(key).then((v) => v!);
 const certKey = (field: keyof HeadObjects) => (b: Baseline) => `certificates:${b.objects2[field]}`;
 
-const targets: Target[] = [
+/**
+ * The objects of the history older than the active state: recovery does not read them (the signed
+ * head's index vouches for their hashes), so tampering with them is found when they are served and by
+ * the background re-verification, never at recovery.
+ */
+const indexedTargets: Target[] = [
   { what: "policy only in the old manifest", key: (b) => `policies:${b.p1.hash}`, other: async (b) => b.p3.bytes },
+  { what: "old manifest", key: (b) => `manifests:${b.m1.hash}`, other: async (b) => b.m2.bytes },
+  { what: "first transition", key: (b) => `transitions:${b.t1}`, other: (b) => getKey(b, `transitions:${b.t2}`) },
+];
+
+/** The objects recovery reads: the head's index, the CA objects and the active state (latest manifest, its policies, its transition). */
+const targets: Target[] = [
+  {
+    what: "history index",
+    key: (b) => `histories:${b.objects2.history}`,
+    // the index of the first generation: valid, written by the same Coordinator, but for another head
+    other: (b) => getKey(b, `histories:${b.objects1.history}`),
+  },
   { what: "policy shared by both manifests", key: (b) => `policies:${b.p2.hash}`, other: async (b) => b.p1.bytes },
   { what: "policy only in the latest manifest", key: (b) => `policies:${b.p3.hash}`, other: async (b) => b.p2.bytes },
-  { what: "old manifest", key: (b) => `manifests:${b.m1.hash}`, other: async (b) => b.m2.bytes },
   { what: "latest manifest", key: (b) => `manifests:${b.m2.hash}`, other: async (b) => b.m1.bytes },
-  { what: "first transition", key: (b) => `transitions:${b.t1}`, other: (b) => getKey(b, `transitions:${b.t2}`) },
   { what: "latest transition", key: (b) => `transitions:${b.t2}`, other: (b) => getKey(b, `transitions:${b.t1}`) },
   {
     what: "root CA certificate",
@@ -345,6 +361,72 @@ describe.each(rows(targets))("tampering with the %s is refused at recovery", (_w
   });
 });
 
+/** A signed update to a third manifest on top of the baseline (what a write attempt sends). */
+async function thirdUpdate(b: Baseline): Promise<unknown> {
+  const m3 = manifestBytes({
+    workloadOwners: [owners.workload.digest],
+    seedShareOwners: [owners.seed.publicHex],
+    policies: [{ ...b.p3, name: "cache-v3" }],
+  });
+  return updateBody(m3, [b.p3.bytes], b.t2, owners.workload, { name, rootCA: (JSON.parse(b.text) as { rootCA: string }).rootCA });
+}
+
+/**
+ * After a recovery with `key` damaged (which recovery did not read): serving names it (or, for a
+ * transition, which is served as the hash the index holds, serves the verified bytes), the audit
+ * finds it, /readyz and the status report it and writes are refused, and the store is unchanged.
+ * Restored, the next audit clears it and the history is served byte for byte.
+ */
+async function expectFoundAfterRecovery(b: Baseline, coordinator: Coordinator, app: Hono, key: string, restore: () => Promise<void>): Promise<void> {
+  const history = await call(app, "GET", "/v1/manifests");
+  if (key.startsWith("transitions:")) {
+    expect(history.status, history.text).toBe(200);
+    expect(history.text).toBe(b.text);
+  } else {
+    expect(history.status, history.text).toBe(502);
+    expect(errorOf(history)).toMatchObject({ code: "STATE_CORRUPT", key });
+    expect(Object.keys(history.json)).toEqual(["error"]);
+  }
+
+  const finding = await coordinator.audit();
+  expect(finding).toMatchObject({ kind: "damaged", damage: { key } });
+  const readyz = await call(app, "GET", "/readyz");
+  expect(readyz.status).toBe(503);
+  expect(readyz.json).toMatchObject({ damage: { key } });
+  expect((await call(app, "GET", "/v1/status")).json).toMatchObject({ state: "ready", generation: 2, damage: { key } });
+  const refused = await call(app, "POST", "/v1/manifest", await thirdUpdate(b));
+  expect(refused.status, refused.text).toBe(502);
+  expect(errorOf(refused)).toMatchObject({ code: "STATE_CORRUPT", key });
+  expect(toHex((await b.store.get(headKey))!)).toBe(toHex(b.head2));
+  expect((await call(app, "GET", "/v1/status")).json.generation).toBe(2);
+
+  await restore();
+  expect(await coordinator.audit()).toEqual({ kind: "ok" });
+  expect((await call(app, "GET", "/readyz")).status).toBe(200);
+  expect((await call(app, "GET", "/v1/manifests")).text).toBe(b.text);
+}
+
+describe.each(rows(indexedTargets))("tampering before a restart with the %s, which only the index vouches for", (_what, target) => {
+  it.each(operations)(
+    "%s it: recovery does not read it; serving and the audit name it, writes are refused; restored, all is well",
+    async (_op, apply) => {
+      const store = await copyStore(mem.store);
+      const key = target.key(mem);
+      const original = (await store.get(key))!;
+      await apply(store, key, await target.other(mem));
+      const tampered = await store.get(key);
+
+      const { coordinator, app } = await start(store);
+      const r = await call(app, "POST", "/v1/recover", mem.recover);
+      expect(r.status, r.text).toBe(200);
+      // the tampered bytes are never served
+      const history = await call(app, "GET", "/v1/manifests");
+      if (tampered !== null) expect(history.text).not.toContain(toBase64(tampered));
+      await expectFoundAfterRecovery({ ...mem, store }, coordinator, app, key, () => store.put(key, original));
+    },
+  );
+});
+
 /**
  * One-byte changes of the head, each in a different field, each keeping the JSON well-formed. The
  * salt and share commitments are unauthenticated until the signature is checked, but the owner's seed and
@@ -359,6 +441,7 @@ const headChanges = [
   { field: "meshCA", alphabet: HEX, offset: 10 },
   { field: "intermediateCA", alphabet: HEX, offset: 10 },
   { field: "meshCAKey", alphabet: HEX, offset: 10 },
+  { field: "history", alphabet: HEX, offset: 10 },
   { field: "threshold", alphabet: DIGITS, offset: 0 },
   { field: "shares", alphabet: DIGITS, offset: 0 },
   { field: "salt", alphabet: HEX, offset: 10 },
@@ -498,7 +581,7 @@ describe("tampering with the head", () => {
 });
 
 /** Objects GET /v1/manifests re-reads on every call: the manifests and policies of the whole history. */
-const reReadTargets = targets.filter((t) => /policy|manifest/.test(t.what));
+const reReadTargets = [...targets, ...indexedTargets].filter((t) => /policy|manifest/.test(t.what));
 
 describe.each(rows(reReadTargets))("tampering with the %s after recovery", (_what, target) => {
   it.each(operations)("%s it: GET /v1/manifests answers STATE_CORRUPT naming its key, never the bytes", async (_op, apply) => {
@@ -531,7 +614,7 @@ describe.each(rows(reReadTargets))("tampering with the %s after recovery", (_wha
 describe("tampering after recovery with objects held in memory", () => {
   const heldTargets: [string, { key: (b: Baseline) => string }][] = [
     ["head", { key: () => headKey }],
-    ...rows(targets.filter((t) => !/policy|manifest/.test(t.what))),
+    ...rows([...targets, ...indexedTargets].filter((t) => !/policy|manifest/.test(t.what))),
   ];
   it.each(heldTargets)("change one byte of the %s: GET /v1/manifests still serves the verified bytes", async (_what, target) => {
     const store = await copyStore(mem.store);
@@ -556,9 +639,9 @@ describe("tampering with real files of the fs driver", () => {
   });
 
   const fsTargets: [string, (b: Baseline) => string][] = [
-    ["an old policy", (b) => `policies:${b.p1.hash}`],
-    ["the old manifest", (b) => `manifests:${b.m1.hash}`],
-    ["the first transition", (b) => `transitions:${b.t1}`],
+    ["the history index", (b) => `histories:${b.objects2.history}`],
+    ["the latest manifest", (b) => `manifests:${b.m2.hash}`],
+    ["the latest transition", (b) => `transitions:${b.t2}`],
     ["the root CA certificate", (b) => `certificates:${b.objects2.rootCA}`],
     ["the sealed mesh CA key", (b) => `keys:${b.objects2.meshCAKey}`],
     ["the head", () => headKey],
@@ -584,4 +667,29 @@ describe("tampering with real files of the fs driver", () => {
     await writeFile(path, original);
     await expectRecovered(app, fsBase);
   });
+
+  const fsIndexedTargets: [string, (b: Baseline) => string][] = [
+    ["an old policy", (b) => `policies:${b.p1.hash}`],
+    ["the old manifest", (b) => `manifests:${b.m1.hash}`],
+    ["the first transition", (b) => `transitions:${b.t1}`],
+  ];
+
+  it.each(fsIndexedTargets)(
+    "change one byte of the file of %s: recovery succeeds; serving and the audit name it; restored, all is well",
+    async (_what, keyOf) => {
+      const dir = await mkdtemp(join(tmpdir(), "coordinator-tamper-"));
+      tempDirs.push(dir);
+      await cp(fsDir, dir, { recursive: true });
+      const key = keyOf(fsBase);
+      const path = await fsPathOf(dir, key);
+      const original = new Uint8Array(await readFile(path));
+      await writeFile(path, flipByte(original));
+
+      const store = createStore(fsDriver({ base: dir }));
+      const { coordinator, app } = await start(store);
+      const r = await call(app, "POST", "/v1/recover", fsBase.recover);
+      expect(r.status, r.text).toBe(200);
+      await expectFoundAfterRecovery({ ...fsBase, store }, coordinator, app, key, () => writeFile(path, original));
+    },
+  );
 });

@@ -294,7 +294,8 @@ export async function startApiServer(bin: string): Promise<ApiServer> {
 
 /** Applies deploy/crds.yaml and waits until every CRD is Established. */
 async function applyCrds(server: ApiServer): Promise<void> {
-  await server.kubectl(["apply", "--validate=false", "-f", join(projectRoot, "deploy", "crds.yaml")]);
+  const crds = join(projectRoot, "deploy", "crds.yaml");
+  await server.kubectl(["apply", "--validate=false", "-f", crds]);
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const res = await server.api("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions");

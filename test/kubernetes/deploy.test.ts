@@ -41,6 +41,7 @@ describe.skipIf(!kubectl)(`deploy/ (kustomize base)${kubectl ? "" : " (skipped: 
       [
         "CustomResourceDefinition/certificates.contrast.edgeless.systems",
         "CustomResourceDefinition/coordinatorheads.contrast.edgeless.systems",
+        "CustomResourceDefinition/historyindexes.contrast.edgeless.systems",
         "CustomResourceDefinition/manifests.contrast.edgeless.systems",
         "CustomResourceDefinition/policies.contrast.edgeless.systems",
         "CustomResourceDefinition/sealedkeys.contrast.edgeless.systems",
@@ -82,6 +83,7 @@ describe.skipIf(!kubectl)(`deploy/ (kustomize base)${kubectl ? "" : " (skipped: 
         "  - certificates",
         "  - sealedkeys",
         "  - seedsharedocuments",
+        "  - historyindexes",
         "  - coordinatorheads",
         "  verbs:",
         "  - get",

@@ -198,7 +198,7 @@ describe.skipIf(skip)(`peer discovery against a real kube-apiserver${skip ? ` (s
       return status.resourceRules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}`)))).sort();
     };
     const everyone = ["authorization.k8s.io/selfsubjectaccessreviews:create", "authorization.k8s.io/selfsubjectrulesreviews:create"];
-    const store = ["policies", "manifests", "transitions", "certificates", "sealedkeys", "seedsharedocuments", "coordinatorheads"].flatMap((r) =>
+    const store = ["policies", "manifests", "transitions", "certificates", "sealedkeys", "seedsharedocuments", "historyindexes", "coordinatorheads"].flatMap((r) =>
       ["get", "create", "update"].map((v) => `contrast.edgeless.systems/${r}:${v}`),
     );
     expect(await rules(ns)).toEqual([...everyone, ...store, "discovery.k8s.io/endpointslices:list"].sort());

@@ -19,6 +19,9 @@ describe("parseConfig", () => {
       recoveryTimeoutMs: 600_000,
       auditIntervalMs: 60_000,
       followIntervalMs: 500,
+      peers: null,
+      peerIntervalMs: 2_000,
+      simulatedTeeFile: null,
       allowedHosts: null,
       evidence: "none",
       tsmPath: "/sys/kernel/config/tsm/report",
@@ -177,14 +180,17 @@ describe("parseConfig: the kubernetes store", () => {
 describe("deploy/coordinator.yaml: CONTRAST_ALLOWED_HOSTS", () => {
   const yaml = readFileSync(join(projectRoot, "deploy", "coordinator.yaml"), "utf8");
 
-  it("names the Service in the Pod's namespace (downward API, defined before use) and localhost, and parses", () => {
+  it("names the Service in the Pod's namespace and the Pod's IP (downward API, defined before use) and localhost, and parses", () => {
     expect(yaml).toMatch(/kind: Service\nmetadata:\n {2}name: coordinator\n/);
     const ns = yaml.indexOf("- name: POD_NAMESPACE\n              valueFrom:\n                fieldRef:\n                  fieldPath: metadata.namespace");
     const value = /- name: CONTRAST_ALLOWED_HOSTS\n\s+value: "([^"]+)"/.exec(yaml);
     expect(ns).toBeGreaterThan(0);
     expect(value).not.toBeNull();
     expect(value!.index).toBeGreaterThan(ns); // Kubernetes expands $(VAR) only for variables defined earlier
-    const expanded = value![1]!.replaceAll("$(POD_NAMESPACE)", "tenant-a");
+    const ip = yaml.indexOf("- name: POD_IP\n              valueFrom:\n                fieldRef:\n                  fieldPath: status.podIP");
+    expect(ip).toBeGreaterThan(0);
+    expect(value!.index).toBeGreaterThan(ip);
+    const expanded = value![1]!.replaceAll("$(POD_NAMESPACE)", "tenant-a").replaceAll("$(POD_IP)", "10.0.0.7");
     expect(expanded).not.toContain("$(");
     const config = parseConfig([], { CONTRAST_ALLOWED_HOSTS: expanded });
     const patterns = (config as { allowedHosts: string[] }).allowedHosts.map(parseHostPattern);

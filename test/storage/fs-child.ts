@@ -10,11 +10,40 @@
 //   loop <key>
 //            until killed: puts `obj:loop-<id>-<i>` and CASes <key> to `loopValue(id, i)`, printing
 //            `wrote <i>` after each successful CAS.
+//   stale <key> <expected version|null> <value>
+//            CASes <value> from that version, but holds after the comparison, before the commit:
+//            prints `paused` there and goes on at the next stdin line (`go`); then answers
+//            `stale won`, `stale lost` or `stale error <message>` (a writer that read long ago).
 import "reflect-metadata";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { fsDriver } from "../../adapters/node/fs-driver.js";
 import { createStore, StoreError, type Store } from "../../src/storage/store.js";
+
+/** The lines of stdin, taken one at a time by the command loop and by a held writer. */
+class Lines {
+  private readonly queue: string[] = [];
+  private readonly waiters: ((line: string | null) => void)[] = [];
+  private ended = false;
+  constructor() {
+    const lines = createInterface({ input: process.stdin });
+    lines.on("line", (line) => {
+      const waiter = this.waiters.shift();
+      if (waiter) waiter(line);
+      else this.queue.push(line);
+    });
+    lines.on("close", () => {
+      this.ended = true;
+      for (const waiter of this.waiters.splice(0)) waiter(null);
+    });
+  }
+  next(): Promise<string | null> {
+    const queued = this.queue.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    if (this.ended) return Promise.resolve(null);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -91,17 +120,37 @@ async function loop(store: Store, id: string, key: string): Promise<void> {
   }
 }
 
+async function stale(store: Store, key: string, expected: string, value: string): Promise<void> {
+  try {
+    await store.compareAndSwap(key, encoder.encode(value), expected === "null" ? null : expected);
+    say("stale won");
+  } catch (err) {
+    say(isConflict(err) ? "stale lost" : `stale error ${String(err)}`);
+  }
+}
+
 async function main(): Promise<void> {
   const [base, id] = process.argv.slice(2);
   if (base === undefined || id === undefined) throw new Error("usage: fs-child.ts <base> <id>");
   const store = createStore(fsDriver({ base }));
+  const lines = new Lines();
+  const held = createStore(
+    fsDriver({
+      base,
+      beforeCommit: async () => {
+        say("paused");
+        await lines.next();
+      },
+    }),
+  );
   say("ready");
-  for await (const line of createInterface({ input: process.stdin })) {
+  for (let line = await lines.next(); line !== null; line = await lines.next()) {
     const [command, key, ...args] = line.split(" ");
     if (key === undefined) continue;
     if (command === "race") await race(store, id, key, args[0] ?? "", args[1] ?? "null", Number(args[2]));
     else if (command === "counter") await counter(store, key, Number(args[0]));
     else if (command === "loop") await loop(store, id, key);
+    else if (command === "stale") await stale(held, key, args[0] ?? "null", args[1] ?? "");
     else say(`error unknown command ${command}`);
   }
 }

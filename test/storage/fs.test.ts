@@ -1,6 +1,6 @@
 // Runs the storage conformance suite on the fs driver; checks restarts, crash leftovers and real multi-process races.
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -115,7 +115,7 @@ describe("fs driver", () => {
 
     await store.compareAndSwap("head:h", text("one"), null);
     const path = await fsPathOf(base, "head:h");
-    expect(path).toMatch(/[/\\]head[/\\]h@v[/\\]\d{16}$/);
+    expect(path).toMatch(/[/\\]head[/\\]h@v[/\\]chain[/\\]\d{16}$/);
     await writeFile(path, "tampered");
     expect(decoder.decode((await store.get("head:h"))!)).toBe("tampered");
     await expect(fsPathOf(base, "obj:missing")).rejects.toThrow();
@@ -166,15 +166,105 @@ describe("fs driver", () => {
     expect(await store.keys("obj")).toEqual(["obj:x", "obj:y"]);
   });
 
-  it("never deletes a version, so a sequence number can never be taken twice", async () => {
+  it("keeps one version file at rest, however many updates, and a stale version still conflicts", async () => {
     const base = await newBase();
     const store = createStore(fsDriver({ base }));
     let version: string | null = null;
-    for (let i = 0; i < 20; i++) version = await store.compareAndSwap("head:p", text(`v${i}`), version);
-    const entries = await readdir(join(base, "head", "p@v"));
-    expect(entries).toHaveLength(21); // version 1 is the "absent" marker the first conditional create starts from
-    expect(entries.every((e) => /^\d{16}$/.test(e))).toBe(true);
-    expect(decoder.decode((await store.get("head:p"))!)).toBe("v19");
+    const versions: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      version = await store.compareAndSwap("head:p", text(`v${i}`), version);
+      versions.push(version);
+      expect(await readdir(join(base, "head", "p@v"))).toEqual(["chain"]);
+      // Version 1 is the "absent" marker the first conditional create starts from.
+      expect(await readdir(join(base, "head", "p@v", "chain"))).toEqual([String(i + 2).padStart(16, "0")]);
+    }
+    for (const old of versions.slice(0, -1)) {
+      await expect(store.compareAndSwap("head:p", text("late"), old)).rejects.toMatchObject({ code: "CONFLICT" });
+    }
+    await expect(store.compareAndSwap("head:p", text("late"), null)).rejects.toMatchObject({ code: "CONFLICT" });
+    expect(decoder.decode((await store.get("head:p"))!)).toBe("v49");
+    await store.remove("head:p");
+    expect(await readdir(join(base, "head", "p@v", "chain"))).toHaveLength(1);
+    expect(await store.get("head:p")).toBeNull();
+  });
+
+  it("reads what a writer killed between claim and publish committed, and finishes its write", async () => {
+    const base = await newBase();
+    const store = createStore(fsDriver({ base }));
+    const v1 = await store.compareAndSwap("head:k", text("one"), null);
+    const chain = join(base, "head", "k@v", "chain");
+    const [current] = await readdir(chain);
+    const seq = (n: number): string => String(Number(current) + n).padStart(16, "0");
+    // Writer 0123…: its value written, its claim made, killed before the publish.
+    await writeFile(join(chain, `.n-${seq(1)}-0123456789abcdef`), "two");
+    await rename(join(chain, current!), join(chain, `${current}.c-0123456789abcdef`));
+    // Writer fedc…: lost the claim to it, killed before deleting its value.
+    await writeFile(join(chain, `.n-${seq(1)}-fedcba9876543210`), "lost");
+
+    const restarted = createStore(fsDriver({ base }));
+    expect(decoder.decode((await restarted.get("head:k"))!)).toBe("two");
+    expect(await restarted.keys("head")).toEqual(["head:k"]);
+    expect(await fsPathOf(base, "head:k")).toBe(join(chain, `.n-${seq(1)}-0123456789abcdef`));
+    await expect(restarted.compareAndSwap("head:k", text("x"), v1)).rejects.toMatchObject({ code: "CONFLICT" });
+    const v3 = await restarted.compareAndSwap("head:k", text("three"), await contentVersion(text("two")));
+    // The committed value was published and then superseded; the loser's value and the claim went.
+    expect(await readdir(chain)).toEqual([seq(2)]);
+    expect((await restarted.getVersioned("head:k"))?.version).toBe(v3);
+  });
+
+  it("a writer held between its pending value and its claim loses once another writer moved on, and leaves nothing behind", async () => {
+    const base = await newBase();
+    let release: () => void = () => undefined;
+    let held: () => void = () => undefined;
+    const holding = new Promise<void>((resolve) => (held = resolve));
+    const slow = createStore(
+      fsDriver({
+        base,
+        beforeCommit: () => {
+          held();
+          return new Promise<void>((resolve) => (release = resolve));
+        },
+      }),
+    );
+    const fast = createStore(fsDriver({ base }));
+    const v1 = await fast.compareAndSwap("head:s", text("zero"), null);
+    const late = slow.compareAndSwap("head:s", text("slow"), v1);
+    await holding;
+    const chain = join(base, "head", "s@v", "chain");
+    expect((await readdir(chain)).filter((n) => n.startsWith(".n-"))).toHaveLength(1);
+    // Many updates, then the same bytes as the held writer compared against: equal bytes do not let it win.
+    let version = v1;
+    for (let i = 0; i < 10; i++) version = await fast.compareAndSwap("head:s", text(`v${i}`), version);
+    await fast.compareAndSwap("head:s", text("zero"), version);
+    expect(await readdir(chain)).toHaveLength(1);
+    release();
+    await expect(late).rejects.toMatchObject({ code: "CONFLICT" });
+    expect(decoder.decode((await fast.get("head:s"))!)).toBe("zero");
+    expect(await readdir(chain)).toHaveLength(1);
+  });
+
+  it("migrates the layout before the chain: reads its newest version, then keeps only the chain", async () => {
+    const base = await newBase();
+    const versions = join(base, "head", "old@v");
+    await mkdir(versions, { recursive: true });
+    for (let i = 1; i <= 30; i++) await writeFile(join(versions, String(i).padStart(16, "0")), `old ${i}`);
+    await writeFile(join(base, "head", "old"), "plain, superseded");
+    const store = createStore(fsDriver({ base }));
+    expect(decoder.decode((await store.get("head:old"))!)).toBe("old 30");
+    expect(await store.keys("head")).toEqual(["head:old"]);
+    await expect(store.compareAndSwap("head:old", text("x"), await contentVersion(text("old 29")))).rejects.toMatchObject({
+      code: "CONFLICT",
+    });
+    await store.compareAndSwap("head:old", text("new"), await contentVersion(text("old 30")));
+    expect(await readdir(versions)).toEqual(["chain"]);
+    expect(await readdir(join(base, "head"))).toEqual(["old@v"]);
+    expect(decoder.decode((await store.get("head:old"))!)).toBe("new");
+    // A removed key of the old layout (a tombstone directory) reads as absent and can be created.
+    await mkdir(join(base, "head", "gone@v", "0000000000000002"), { recursive: true });
+    await writeFile(join(base, "head", "gone@v", "0000000000000001"), "before");
+    expect(await store.get("head:gone")).toBeNull();
+    await store.compareAndSwap("head:gone", text("again"), null);
+    expect(decoder.decode((await store.get("head:gone"))!)).toBe("again");
   });
 
   it("rejects keys it cannot map to files and reports failures as UNAVAILABLE", async () => {
@@ -193,6 +283,57 @@ describe("fs driver", () => {
     expect((err as StoreError).cause).toBeDefined();
     await expect(broken.get("obj:x")).rejects.toMatchObject({ code: "UNAVAILABLE" });
     await expect(broken.compareAndSwap("obj:x", text("x"), null)).rejects.toMatchObject({ code: "UNAVAILABLE" });
+  });
+
+  describe("collecting unreferenced objects", () => {
+    const hour = 3600_000;
+    const names = async (dir: string): Promise<string[]> => (await readdir(dir).catch(() => [] as string[])).sort();
+
+    it("sets old unreferenced objects aside where reads still find them, deletes them a grace period later, and never touches referenced or young ones", async () => {
+      const base = await newBase();
+      const store = createStore(fsDriver({ base }));
+      for (const name of ["old-a", "old-b", "old-kept", "young"]) await store.put(`obj:${name}`, text(name));
+      await store.compareAndSwap("obj:versioned", text("v"), null);
+      const old = new Date(Date.now() - 3 * hour);
+      for (const name of ["old-a", "old-b", "old-kept"]) await utimes(join(base, "obj", name), old, old);
+      let kept = new Set(["obj:old-kept"]);
+      const referenced = async () => (key: string) => kept.has(key);
+      const collect = (now?: number) => store.collectObjects!({ kinds: ["obj"], graceMs: hour, referenced, ...(now === undefined ? {} : { now }) });
+
+      expect(await collect()).toEqual({ objects: 2, inTrash: 2, trashed: 2, purged: 0, restored: 0, skipped: false });
+      expect(await names(join(base, "obj"))).toEqual([".trash", "old-kept", "versioned@v", "young"]);
+      expect(await names(join(base, "obj", ".trash"))).toEqual(["old-a", "old-b"]);
+      expect(await store.keys("obj")).toEqual(["obj:old-kept", "obj:versioned", "obj:young"]);
+      // Still there for a reader, who moves it back.
+      expect(decoder.decode((await store.get("obj:old-a"))!)).toBe("old-a");
+      expect(await names(join(base, "obj", ".trash"))).toEqual(["old-b"]);
+
+      // Two hours later: old-b has been aside for the grace period and goes; old-a (read an hour ago) and young are set aside.
+      expect(await collect(Date.now() + 2 * hour)).toMatchObject({ trashed: 2, purged: 1, restored: 0, inTrash: 2 });
+      expect(await store.get("obj:old-b")).toBeNull();
+      expect(await names(join(base, "obj", ".trash"))).toEqual(["old-a", "young"]);
+      // old-a became referenced meanwhile: it is put back, not deleted.
+      kept = new Set(["obj:old-kept", "obj:old-a"]);
+      expect(await collect(Date.now() + 4 * hour)).toMatchObject({ trashed: 0, purged: 1, restored: 1, inTrash: 0 });
+      expect(await names(join(base, "obj"))).toEqual([".trash", "old-a", "old-kept", "versioned@v"]);
+      expect(decoder.decode((await store.get("obj:versioned"))!)).toBe("v");
+      expect(await store.get("obj:young")).toBeNull();
+    });
+
+    it("does nothing while the references are unknown, and removing an object set aside removes it", async () => {
+      const base = await newBase();
+      const store = createStore(fsDriver({ base }));
+      await store.put("obj:x", text("x"));
+      const later = Date.now() + 2 * hour;
+      const unknown = await store.collectObjects!({ kinds: ["obj"], graceMs: hour, now: later, referenced: async () => null });
+      expect(unknown).toMatchObject({ skipped: true, trashed: 0 });
+      expect(await names(join(base, "obj"))).toEqual(["x"]);
+      await store.collectObjects!({ kinds: ["obj"], graceMs: hour, now: later, referenced: async () => () => false });
+      expect(await names(join(base, "obj", ".trash"))).toEqual(["x"]);
+      await store.remove("obj:x");
+      expect(await store.get("obj:x")).toBeNull();
+      expect(await names(join(base, "obj", ".trash"))).toEqual([]);
+    });
   });
 
   describe("across processes", () => {
@@ -238,6 +379,53 @@ describe("fs driver", () => {
       expect(decoder.decode((await store.get("counter:n"))!)).toBe(String(children.length * perChild));
     });
 
+    it("loses no update under concurrent compare-and-swap from every process while old versions are deleted, with a bounded file count", async () => {
+      const store = createStore(fsDriver({ base }));
+      const chain = join(base, "counter", "hammer@v", "chain");
+      const perChild = 40;
+      for (const child of children) child.send(`counter counter:hammer ${perChild}`);
+      let most = 0;
+      let finished = 0;
+      const done = Promise.all(children.map((c) => c.next())).finally(() => (finished = 1));
+      // Watch the chain while they run: never more than the current version plus a value and a claim per writer.
+      while (finished === 0) {
+        const names = await readdir(chain).catch(() => []);
+        most = Math.max(most, names.length);
+        await sleep(1);
+      }
+      let conflicts = 0;
+      for (const line of await done) {
+        const match = new RegExp(`^done ${perChild} (\\d+)$`).exec(line);
+        expect(match, line).not.toBeNull();
+        conflicts += Number(match![1]);
+      }
+      expect(decoder.decode((await store.get("counter:hammer"))!)).toBe(String(children.length * perChild));
+      expect(conflicts, "the processes did race").toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(1 + 2 * children.length);
+      expect(await readdir(chain)).toEqual([String(children.length * perChild + 1).padStart(16, "0")]);
+      expect(await readdir(join(base, "counter", "hammer@v"))).toEqual(["chain"]);
+    });
+
+    it("a process held after its comparison, for as long as others write, can never win on what it read", async () => {
+      const store = createStore(fsDriver({ base }));
+      const key = "counter:held";
+      const v0 = await store.compareAndSwap(key, text("0"), null);
+      const [held, ...others] = children;
+      held!.send(`stale ${key} ${v0} 1000`);
+      expect(await held!.next()).toBe("paused");
+      const perChild = 10;
+      for (const child of others) child.send(`counter ${key} ${perChild}`);
+      for (const line of await Promise.all(others.map((c) => c.next()))) expect(line).toMatch(new RegExp(`^done ${perChild} \\d+$`));
+      const total = String(others.length * perChild);
+      expect(decoder.decode((await store.get(key))!)).toBe(total);
+      // Back to the very bytes the held process compared against (an ABA of the content).
+      await store.compareAndSwap(key, text("0"), await contentVersion(text(total)));
+      held!.send("go");
+      expect(await held!.next()).toBe("stale lost");
+      expect(decoder.decode((await store.get(key))!)).toBe("0");
+      expect(await readdir(join(base, "counter", "held@v", "chain"))).toHaveLength(1);
+    });
+
     it("survives SIGKILL in the middle of a loop of writes", async () => {
       for (const [round, child] of children.slice(0, 4).entries()) {
         const id = `c${round}`;
@@ -270,6 +458,8 @@ describe("fs driver", () => {
         // No lock is left behind: a new compare-and-swap from the current version succeeds at once.
         const after = await store.compareAndSwap("head:loop", text(`after kill ${round}`), head!.version);
         expect((await store.getVersioned("head:loop"))?.version).toBe(after);
+        // Whatever the kill left in the chain (a value, a claim) is gone after the next write.
+        expect(await readdir(join(base, "head", "loop@v", "chain"))).toHaveLength(1);
       }
     });
   });

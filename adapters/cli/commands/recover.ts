@@ -1,4 +1,4 @@
-// `contrast recover`: decrypts and checks this owner's seed share, attests the Coordinator and sends the share sealed to its attested key (never in clear over plain http unless asked), prints the progress, and verifies the history once the Coordinator is ready; `--reset` signs the discarding of an unfinished attempt.
+// `contrast recover`: decrypts and checks this owner's seed share, attests the Coordinator and sends the share sealed to its attested key (never in clear over plain http unless asked), prints the progress, and verifies the history once the Coordinator is ready; `--reset` signs the discarding of an unfinished attempt; `--force` recovers even while a ready peer replica exists.
 import { webcrypto } from "node:crypto";
 import { ClientError } from "../../../src/client/client.js";
 import type { CoordinatorClient, RecoverResponse, StatusResponse } from "../../../src/client/client.js";
@@ -167,7 +167,8 @@ const sealAttempts = 3;
  * the status and seals again; nothing was kept by the Coordinator then.
  */
 async function sendShare(ctx: Context, client: CoordinatorClient, share: Uint8Array, salt: string, key: Uint8Array | null, status: StatusResponse): Promise<RecoverResponse> {
-  if (key === null) return client.recover({ share: toBase64(share), salt });
+  const force = ctx.flags["force"] === true ? { force: true as const } : {};
+  if (key === null) return client.recover({ share: toBase64(share), salt, ...force });
   let current = status;
   for (let n = 1; ; n++) {
     const attempt = current.recovery?.nonce ?? null;
@@ -176,7 +177,7 @@ async function sendShare(ctx: Context, client: CoordinatorClient, share: Uint8Ar
     }
     const sealedShare = await sealShare(key, share, { name: current.name, attempt, salt: fromHex(salt) });
     try {
-      return await client.recover({ salt, sealedShare });
+      return await client.recover({ salt, sealedShare, ...force });
     } catch (err) {
       if (!(err instanceof ClientError && err.code === "ATTEMPT_CHANGED") || n >= sealAttempts) throw err;
       current = await patiently(ctx, client.baseUrl, () => client.status());
@@ -184,9 +185,25 @@ async function sendShare(ctx: Context, client: CoordinatorClient, share: Uint8Ar
   }
 }
 
+/** What `--force` risks, said whenever it is used or refused for want of it. */
+export const forceRisk =
+  "recovering with the owners' shares while a ready peer replica exists can split the replicas: this replica loads whatever head the store holds " +
+  "(an older one, if the store was rolled back) and may then write a history the peers do not share";
+
+/** A recovery refused because this replica saw a ready peer (it recovers from that peer by itself). */
+function peersReady(err: ClientError, name: string): CliError {
+  return new CliError(
+    err.code,
+    `the Coordinator ${name} refused the share: ${err.message} [${err.status} ${err.code}]`,
+    `wait a few seconds and run contrast status: it recovers from its peer without the owners. If its status shows refusedHead, fix the store first. ` +
+      `Only if no peer can serve it, run contrast recover --force; ${forceRisk}; nothing was kept`,
+  );
+}
+
 /** Runs `contrast recover`. */
 export async function recover(ctx: Context): Promise<void> {
   if (ctx.flags["reset"] === true) return resetRecovery(ctx);
+  if (ctx.flags["force"] === true) process.stderr.write(`contrast: warning: --force: ${forceRisk}\n`);
   const client = clientOf(ctx);
   const skip = skippingAttestation(ctx, client.baseUrl);
   if (skip) refusePlainHttp(ctx);
@@ -231,6 +248,7 @@ export async function recover(ctx: Context): Promise<void> {
       // Someone else finished the recovery meanwhile: verify below as if it had been ours.
       if (err instanceof ClientError && err.code === "NOT_IN_RECOVERY") result = null;
       else if (err instanceof ClientError && shareCodes.has(err.code)) throw refused(err, entry.index, doc, status);
+      else if (err instanceof ClientError && err.code === "PEERS_READY") throw peersReady(err, status.name);
       else throw err;
     } finally {
       share.fill(0);

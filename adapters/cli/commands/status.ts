@@ -42,5 +42,6 @@ export async function status(ctx: Context): Promise<void> {
         (s.recovery.threshold === 1 ? "run contrast recover" : "each seed-share owner runs contrast recover with their own key"),
     );
   }
+  if (s.refusedHead !== undefined) ctx.out.line(`refused head       ${s.refusedHead.code}: ${s.refusedHead.message}`);
   if (attested !== null && reference !== null) reportAttested(ctx, attested, reference);
 }

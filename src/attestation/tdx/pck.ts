@@ -37,28 +37,51 @@ export interface PckExtensions {
 
 // The schema: one generic entry type whose value is a CHOICE of the types Intel uses.
 // Decorators are applied as plain calls (the project compiles without experimentalDecorators).
-class SgxValue {
+// Defined on first use: the ASN.1 library is not loaded at start, only when a PCK certificate is read or made.
+interface SgxValue {
   integer?: number;
   octets?: ArrayBuffer;
   bool?: boolean;
   enumerated?: number;
   sequence?: SgxEntries;
 }
-class SgxEntry {
-  id = "";
-  value = new SgxValue();
+interface SgxEntry {
+  id: string;
+  value: SgxValue;
 }
-class SgxEntries extends AsnArray<SgxEntry> {}
-AsnType({ type: AsnTypeTypes.Choice })(SgxValue);
-AsnProp({ type: AsnPropTypes.Integer })(SgxValue.prototype, "integer");
-AsnProp({ type: AsnPropTypes.OctetString })(SgxValue.prototype, "octets");
-AsnProp({ type: AsnPropTypes.Boolean })(SgxValue.prototype, "bool");
-AsnProp({ type: AsnPropTypes.Enumerated })(SgxValue.prototype, "enumerated");
-AsnProp({ type: SgxEntries })(SgxValue.prototype, "sequence");
-AsnType({ type: AsnTypeTypes.Sequence })(SgxEntry);
-AsnProp({ type: AsnPropTypes.ObjectIdentifier })(SgxEntry.prototype, "id");
-AsnProp({ type: SgxValue })(SgxEntry.prototype, "value");
-AsnType({ type: AsnTypeTypes.Sequence, itemType: SgxEntry })(SgxEntries);
+type SgxEntries = SgxEntry[];
+interface SgxSchema {
+  SgxEntry: new () => SgxEntry;
+  SgxEntries: new (items?: SgxEntry[]) => SgxEntries;
+}
+let sgxSchema: SgxSchema | undefined;
+
+function schema(): SgxSchema {
+  if (sgxSchema !== undefined) return sgxSchema;
+  class SgxValue {
+    integer?: number;
+    octets?: ArrayBuffer;
+    bool?: boolean;
+    enumerated?: number;
+    sequence?: SgxEntries;
+  }
+  class SgxEntry {
+    id = "";
+    value = new SgxValue();
+  }
+  class SgxEntries extends AsnArray<SgxEntry> {}
+  AsnType({ type: AsnTypeTypes.Choice })(SgxValue);
+  AsnProp({ type: AsnPropTypes.Integer })(SgxValue.prototype, "integer");
+  AsnProp({ type: AsnPropTypes.OctetString })(SgxValue.prototype, "octets");
+  AsnProp({ type: AsnPropTypes.Boolean })(SgxValue.prototype, "bool");
+  AsnProp({ type: AsnPropTypes.Enumerated })(SgxValue.prototype, "enumerated");
+  AsnProp({ type: SgxEntries })(SgxValue.prototype, "sequence");
+  AsnType({ type: AsnTypeTypes.Sequence })(SgxEntry);
+  AsnProp({ type: AsnPropTypes.ObjectIdentifier })(SgxEntry.prototype, "id");
+  AsnProp({ type: SgxValue })(SgxEntry.prototype, "value");
+  AsnType({ type: AsnTypeTypes.Sequence, itemType: SgxEntry })(SgxEntries);
+  return (sgxSchema = { SgxEntry, SgxEntries });
+}
 
 function malformed(message: string, cause?: unknown): never {
   throw new AttestationError("TDX_PCK_EXTENSIONS_MALFORMED", message, cause === undefined ? undefined : { cause });
@@ -93,7 +116,7 @@ export function readPckExtensions(certificate: x509.X509Certificate): PckExtensi
   if (extension === null) malformed("the PCK certificate has no SGX extension");
   let parsed: SgxEntries;
   try {
-    parsed = AsnConvert.parse(extension.value, SgxEntries);
+    parsed = AsnConvert.parse(extension.value, schema().SgxEntries);
   } catch (err) {
     malformed("the SGX extension is not valid DER of the expected shape", err);
   }
@@ -135,7 +158,7 @@ export function readPckExtensions(certificate: x509.X509Certificate): PckExtensi
 }
 
 function entry(id: string, value: Partial<SgxValue>): SgxEntry {
-  const e = new SgxEntry();
+  const e = new (schema().SgxEntry)();
   e.id = id;
   Object.assign(e.value, value);
   return e;
@@ -148,12 +171,12 @@ function bytesOf(hex: string): ArrayBuffer {
 /** DER of an SGX extension value with the given fields, in Intel's order and encoding (for the test TEE). */
 export function encodePckExtensions(fields: PckExtensions): ArrayBuffer {
   const oid = (suffix: string): string => `${sgxExtensionOid}.${suffix}`;
-  const tcb = new SgxEntries([
+  const tcb = new (schema().SgxEntries)([
     ...fields.tcb.components.map((svn, i) => entry(oid(`2.${i + 1}`), { integer: svn })),
     entry(oid("2.17"), { integer: fields.tcb.pceSvn }),
     entry(oid("2.18"), { octets: bytesOf(fields.tcb.cpuSvn) }),
   ]);
-  const list = new SgxEntries([
+  const list = new (schema().SgxEntries)([
     entry(oid("1"), { octets: bytesOf(fields.ppid) }),
     entry(oid("2"), { sequence: tcb }),
     entry(oid("3"), { octets: bytesOf(fields.pceId) }),
@@ -163,7 +186,7 @@ export function encodePckExtensions(fields: PckExtensions): ArrayBuffer {
   if (fields.platformInstanceId !== undefined) list.push(entry(oid("6"), { octets: bytesOf(fields.platformInstanceId) }));
   if (fields.configuration !== undefined) {
     const c = fields.configuration;
-    const config = new SgxEntries();
+    const config = new (schema().SgxEntries)();
     if (c.dynamicPlatform !== undefined) config.push(entry(oid("7.1"), { bool: c.dynamicPlatform }));
     if (c.cachedKeys !== undefined) config.push(entry(oid("7.2"), { bool: c.cachedKeys }));
     if (c.smtEnabled !== undefined) config.push(entry(oid("7.3"), { bool: c.smtEnabled }));
