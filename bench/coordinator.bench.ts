@@ -15,7 +15,6 @@
 import "reflect-metadata";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { Agent, request as httpRequest } from "node:http";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
@@ -30,6 +29,7 @@ import { parseAttestationRoots } from "../src/attestation/modes.js";
 import { expectedReportData } from "../src/attestation/report-data.js";
 import { verifySnpAttestation } from "../src/attestation/snp/verify.js";
 import { verifyTdxQuote } from "../src/attestation/tdx/verify.js";
+import { keepAlivePoster } from "./http-client.js";
 import { measureReplicas, replicasLines } from "./replicas.js";
 import { measureStoreGrowth, storeGrowthLines } from "./store-growth.js";
 import { checkReferenceValues as checkTdxReferenceValues } from "../src/attestation/tdx/reference-values.js";
@@ -297,32 +297,7 @@ function poster(url: string): { post: Post; close(): void } {
       close: () => undefined,
     };
   }
-  const agent = new Agent({ keepAlive: true, maxSockets: cfg.clients });
-  const target = new URL(url);
-  const post: Post = (body) =>
-    new Promise((ok, fail) => {
-      const req = httpRequest(
-        {
-          agent,
-          host: target.hostname,
-          port: target.port,
-          path: target.pathname,
-          method: "POST",
-          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-          timeout: cfg.requestTimeoutMs,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (chunk: Buffer) => chunks.push(chunk));
-          res.on("end", () => ok({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
-          res.on("error", fail);
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${cfg.requestTimeoutMs} ms`)));
-      req.on("error", fail);
-      req.end(body);
-    });
-  return { post, close: () => agent.destroy() };
+  return keepAlivePoster(url, { clients: cfg.clients, timeoutMs: cfg.requestTimeoutMs });
 }
 
 async function runIssuance(server: Server, body: string, durationMs: number): Promise<IssuanceResult> {

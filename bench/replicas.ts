@@ -3,7 +3,7 @@ import "reflect-metadata";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { Agent, request as httpRequest } from "node:http";
+import { keepAlivePoster } from "./http-client.js";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { cpus, tmpdir } from "node:os";
@@ -131,33 +131,10 @@ async function postJson(url: string, body: unknown): Promise<{ status: number; t
   return { status: res.status, text: await res.text() };
 }
 
-/** A keep-alive node:http POSTer of JSON to `url` (the bench client bench/coordinator.bench.ts uses by default: cheaper than fetch). */
+/** A keep-alive node:http POSTer of JSON to `url` that answers the status (the bench client bench/coordinator.bench.ts uses by default). */
 function poster(url: string): { post: (body: string) => Promise<number>; close(): void } {
-  const agent = new Agent({ keepAlive: true, maxSockets: clients });
-  const target = new URL(url);
-  const post = (body: string): Promise<number> =>
-    new Promise((ok, fail) => {
-      const req = httpRequest(
-        {
-          agent,
-          host: target.hostname,
-          port: target.port,
-          path: target.pathname,
-          method: "POST",
-          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-          timeout: requestTimeoutMs,
-        },
-        (res) => {
-          res.resume();
-          res.on("end", () => ok(res.statusCode ?? 0));
-          res.on("error", fail);
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${requestTimeoutMs} ms`)));
-      req.on("error", fail);
-      req.end(body);
-    });
-  return { post, close: () => agent.destroy() };
+  const client = keepAlivePoster(url, { clients, timeoutMs: requestTimeoutMs });
+  return { post: async (body) => (await client.post(body)).status, close: client.close };
 }
 
 /** `clients` loops, client j on replica j mod n, for `durationMs`: certificates per second and latency percentiles. */
