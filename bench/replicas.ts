@@ -4,8 +4,6 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { keepAlivePoster } from "./http-client.js";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -13,6 +11,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { toBase64, utf8 } from "../src/encoding.js";
 import { createTestTee, teeFiles, testMeasurement, testReferenceValues } from "../test/attestation/make-evidence.js";
 import { policy, seedShareOwner, workloadKey, workloadOwner } from "../test/helpers.js";
+import { freePort, pause } from "../test/e2e/process.js";
 
 /** What measureReplicas measures. */
 export interface ReplicasResult {
@@ -55,16 +54,6 @@ const percentile = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 };
-const pause = (ms: number) => new Promise((done) => setTimeout(done, ms));
-
-/** A port nobody listens on now (the replicas run on fixed ports so each can list the others in --peers). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, host, done));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((done) => server.close(() => done()));
-  return port;
-}
 
 /** One replica process. */
 interface Replica {

@@ -1,12 +1,10 @@
 // Runs the README's "Quick start" as a reader pastes it: its ```sh blocks in bash, from the checkout, against the real built Coordinator and CLI.
 import { spawn } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { projectRoot } from "./e2e/process.js";
+import { projectRoot, freePort } from "./e2e/process.js";
 import { ensureBundles } from "./cli/harness.js";
 
 /** The ```sh blocks of one README section, in order. */
@@ -17,14 +15,6 @@ export function shellBlocks(readme: string, heading: string): string[] {
   const next = rest.search(/^## /m);
   const section = next < 0 ? rest : rest.slice(0, next);
   return [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((done) => server.close(() => done()));
-  return port;
 }
 
 interface Run {

@@ -8,7 +8,7 @@ import { fsPathOf } from "../../adapters/node/fs-driver.js";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { call, firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
 import type { CoordinatorRef } from "../helpers.js";
-import { ensureBundle, killAll, startCoordinator } from "./process.js";
+import { ensureBundle, killAll, startCoordinator, until, pause } from "./process.js";
 import type { CoordinatorProcess } from "./process.js";
 
 type Json = Record<string, unknown>;
@@ -17,16 +17,6 @@ type Json = Record<string, unknown>;
 const boundMs = 2_000;
 
 const codeOf = (body: Json) => (body.error as { code?: string } | undefined)?.code;
-
-/** Polls `probe` until `done` holds (the test's own timeout bounds it); returns the answer and when it came. */
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<{ value: T; at: number }> {
-  for (;;) {
-    const value = await probe();
-    const at = Date.now();
-    if (done(value)) return { value, at };
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** The `time` of the first log line with message `msg`, as epoch milliseconds, or null. */
 function logTime(proc: CoordinatorProcess, msg: string, after = 0): number | null {
@@ -151,7 +141,6 @@ describe("replicas follow the head (two processes on one fs store)", () => {
       const r = await call(replica.url, "POST", "/v1/mesh/certificate", { publicKey: key.spki, evidence: { type: "insecure-simulated", policyHash } });
       outcomes.push({ replica: replica === a ? "A" : "B", policy: which, sentAt, receivedAt: Date.now(), status: r.status, code: codeOf(r.body) });
     };
-    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const inFlight: Promise<void>[] = [];
 
     // 60 requests before the update, then the update through A while 80 more are sent until 2 s

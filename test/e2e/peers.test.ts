@@ -2,8 +2,6 @@
 import "reflect-metadata";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,31 +17,13 @@ import { contrast, ensureBundles } from "../cli/harness.js";
 import type { CliRun } from "../cli/harness.js";
 import { call, policy, seedShareOwner, updateBody, workloadOwner } from "../helpers.js";
 import type { JsonAnswer } from "../helpers.js";
-import { bundlePath, killAll, startCoordinator } from "./process.js";
+import { bundlePath, killAll, startCoordinator, freePort, until } from "./process.js";
 import type { CoordinatorProcess } from "./process.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
 const name = "replicated";
-
-/** A port nobody listens on now (the processes are started on fixed ports so each can name the other in --peers). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** Polls `probe` until `done` holds (the test's own timeout bounds it); no timed assertion. */
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<{ value: T; at: number }> {
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return { value, at: Date.now() };
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** The parsed log lines of a process with message `msg`. */
 function logLines(proc: CoordinatorProcess, msg: string): Json[] {

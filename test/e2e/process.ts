@@ -2,6 +2,8 @@
 import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -185,4 +187,26 @@ export async function killAll(): Promise<void> {
     ),
   );
   running.clear();
+}
+
+/** Resolves after `ms` milliseconds. */
+export const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `probe` every 20 ms until `done` holds, and says when it held (the test's own timeout bounds the wait: no timed assertion). */
+export async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<{ value: T; at: number }> {
+  for (;;) {
+    const value = await probe();
+    const at = Date.now();
+    if (done(value)) return { value, at };
+    await pause(20);
+  }
+}
+
+/** A loopback port nobody listens on now (for processes that must know each other's ports before they start). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }

@@ -4,7 +4,7 @@ import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { call, firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
-import { ensureBundle, killAll, startCoordinator } from "../e2e/process.js";
+import { ensureBundle, killAll, startCoordinator, until } from "../e2e/process.js";
 import { applyDeploy, killApiServers, provision, startApiServer, type ApiServer } from "./apiserver.js";
 
 const provisioned = await provision();
@@ -13,16 +13,6 @@ const skip = !provisioned.ok;
 /** The issue's bound: once one replica acknowledged an update, every other ready replica serves it within this. */
 const boundMs = 2_000;
 
-
-/** Polls `probe` until `done` holds (the test's own timeout bounds it); returns the answer and when it came. */
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<{ value: T; at: number }> {
-  for (;;) {
-    const value = await probe();
-    const at = Date.now();
-    if (done(value)) return { value, at };
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe.skipIf(skip)(`replicas follow the head on the kubernetes store${skip ? ` (skipped: ${(provisioned as { reason: string }).reason})` : ""}`, () => {
   let server: ApiServer;

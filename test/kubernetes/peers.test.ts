@@ -8,19 +8,11 @@ import { ConfigError } from "../../adapters/node/config.js";
 import type { KubernetesSettings } from "../../adapters/node/kubernetes.js";
 import { kubernetesPeers, maxPeerAddresses } from "../../adapters/node/peers-kubernetes.js";
 import { CoordinatorError } from "../../src/errors.js";
+import { until } from "../e2e/process.js";
 import { applyDeploy, killApiServers, provision, startApiServer, type ApiServer } from "./apiserver.js";
 
 const provisioned = await provision();
 const skip = !provisioned.ok;
-
-/** Polls `probe` until `done` holds (the test's own timeout bounds it). */
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return value;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** What the test proxy in front of the API server does with a request. */
 type ProxyMode = "pass" | "v1-only" | "500" | "429" | "hang" | "close" | "garbage" | { body: unknown };
@@ -266,7 +258,7 @@ describe.skipIf(skip)(`peer discovery against a real kube-apiserver${skip ? ` (s
     expect(proxy.hanging()).toBeLessThanOrEqual(4);
     proxy.release();
     proxy.mode = "pass";
-    expect(await until(() => peers.list(), (l) => l.length > 0)).toEqual(good);
+    expect((await until(() => peers.list(), (l) => l.length > 0)).value).toEqual(good);
   });
 
   it("drops addresses that do not fit their slice's address type, and slices of other Services", async () => {
@@ -342,7 +334,7 @@ describe.skipIf(skip)(`peer discovery against a real kube-apiserver${skip ? ` (s
     expect((await server.api("POST", `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, binding)).status).toBe(201);
     await until(() => peers.list(), (l) => l.length > 0);
     expect((await server.api("DELETE", `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings/nobody`)).status).toBe(200);
-    const again = await until(
+    const { value: again } = await until(
       () => peers.list().then(() => null, (err: unknown) => err),
       (err) => err !== null,
     );

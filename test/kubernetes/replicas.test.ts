@@ -13,7 +13,7 @@ import { contrast, ensureBundles } from "../cli/harness.js";
 import type { CliRun } from "../cli/harness.js";
 import { call, policy, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
 import type { JsonAnswer } from "../helpers.js";
-import { killAll, startCoordinator } from "../e2e/process.js";
+import { killAll, startCoordinator, pause, until } from "../e2e/process.js";
 import type { CoordinatorProcess } from "../e2e/process.js";
 import { applyDeploy, killApiServers, provision, startApiServer, type ApiServer } from "./apiserver.js";
 
@@ -36,16 +36,6 @@ const replicas: Replica[] = [0, 1, 2];
 const boundMs = 2_000;
 
 const codeOf = (body: Json): string | undefined => (body?.error as { code?: string } | undefined)?.code;
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until `done` holds (the test's own timeout bounds it); no timed assertion. */
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<{ value: T; at: number }> {
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return { value, at: Date.now() };
-    await pause(20);
-  }
-}
 
 /** Listens on `host:port` (0: any); resolves with the server, or null if that port is taken there. */
 function listen(host: string, port: number): Promise<Server | null> {
