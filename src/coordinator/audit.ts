@@ -49,20 +49,30 @@ function findingOf(err: unknown): Extract<AuditFinding, { kind: "damaged" | "una
 }
 
 /**
- * Re-reads every immutable object of the ready state (the CA certificates, the sealed mesh CA key, the
- * seed-share document, the history index and every transition, manifest and policy it lists) and checks each against its hash. Stops at
- * the first damage. Immutable objects never change, so this needs no lock.
+ * Which objects an audit re-reads: `all` of them (the periodic re-verification, and the first one
+ * after a recovery), or the `newest` state only: what the head names and the newest history entry,
+ * which is what a write just added (the older objects were there before it, and the next full audit
+ * re-reads them). A write's audit that re-read the whole history would cost as much as the history.
  */
-export async function auditObjects(store: Store, ready: Ready): Promise<AuditFinding> {
+export type AuditScope = "all" | "newest";
+
+/**
+ * Re-reads the immutable objects of the ready state and checks each against its hash: the CA
+ * certificates, the sealed mesh CA key, the seed-share document, and the history index with the
+ * transitions, manifests and policies it lists (with scope `newest`, only the index's last segment
+ * and the newest entry). Stops at the first damage. Immutable objects never change, so this needs no lock.
+ */
+export async function auditObjects(store: Store, ready: Ready, scope: AuditScope = "all"): Promise<AuditFinding> {
   try {
     const o = ready.head.objects;
     for (const hash of [o.rootCA, o.transactionSigner, o.meshCA, o.intermediateCA]) await getObject(store, kinds.certificate, hash);
     await getObject(store, kinds.sealedKey, o.meshCAKey);
     if (o.seedShares !== undefined) await getObject(store, kinds.seedShares, o.seedShares);
     // The history index, each segment against its verified hash; the objects below against the index.
-    for (const segment of ready.index ?? []) await getObject(store, kinds.history, segment.hash);
+    const index = ready.index ?? [];
+    for (const segment of scope === "all" ? index : index.slice(-1)) await getObject(store, kinds.history, segment.hash);
     const policies = new Set<string>();
-    for (const entry of ready.history) {
+    for (const entry of scope === "all" ? ready.history : ready.history.slice(-1)) {
       await getObject(store, kinds.transition, entry.transition);
       await getObject(store, kinds.manifest, entry.manifest);
       for (const policy of entry.policies) {

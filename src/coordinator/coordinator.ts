@@ -12,7 +12,7 @@ import { headKey, parseHead } from "../history/head.js";
 import type { SignedHead } from "../history/head.js";
 import type { Store } from "../storage/store.js";
 import { auditHead, auditObjects } from "./audit.js";
-import type { AuditFinding, Damage } from "./audit.js";
+import type { AuditFinding, AuditScope, Damage } from "./audit.js";
 import { auditFindingOf, Follower } from "./follow.js";
 import { Collector } from "./collect.js";
 import type { CollectOptions, CollectOutcome } from "./collect.js";
@@ -29,7 +29,7 @@ import { defaultRecoveryTimeoutMs, openRootSeed, RecoveryAttempt, storedSeedShar
 import { setManifest } from "./set.js";
 import type { SetManifestInput, SetManifestResult } from "./set.js";
 
-export type { AuditFinding, Damage } from "./audit.js";
+export type { AuditFinding, AuditScope, Damage } from "./audit.js";
 export type { FollowOutcome } from "./follow.js";
 export type { HistoryView } from "./history.js";
 export type { MeshCertificate } from "./issue.js";
@@ -219,12 +219,13 @@ export class Coordinator {
    * Re-verifies what the ready state relies on (every stored object, then the head). Damage is
    * recorded and refuses writes until a later audit finds the object restored; a head that another
    * writer moved forward is followed (with following on), else it makes the Coordinator stale. Does
-   * nothing unless ready.
+   * nothing unless ready. With scope `newest` (after a write) only what the write added is re-read,
+   * and a clean finding leaves recorded damage in place: only a full audit clears it.
    */
-  async audit(): Promise<AuditFinding> {
+  async audit(scope: AuditScope = "all"): Promise<AuditFinding> {
     const ready = this.ready;
     if (this.state !== "ready" || ready === null) return { kind: "ok" };
-    let finding = await auditObjects(this.store, ready);
+    let finding = await auditObjects(this.store, ready, scope);
     if (finding.kind === "ok") {
       finding = await this.writes.run(async () => {
         if (this.state !== "ready" || this.ready === null) return { kind: "ok" } as const;
@@ -237,7 +238,7 @@ export class Coordinator {
         return head.kind === "unverifiable" ? ({ kind: "damaged", damage: head.damage } as const) : head;
       });
     }
-    if (finding.kind === "ok") this.damage = null;
+    if (finding.kind === "ok" && scope === "all") this.damage = null;
     if (finding.kind === "damaged") this.damage = finding.damage;
     for (const listener of this.auditListeners) listener(finding, this.damage);
     // A clean audit of the stored head: collect what no head needs, when due (at most one per interval).
@@ -287,8 +288,8 @@ export class Coordinator {
       const { ready, result } = await setManifest({ store: this.store, name: this.name, now: this.now() }, current, input);
       this.ready = ready;
       this.state = "ready";
-      // Re-verify after each write, in the background: the answer does not wait for it.
-      if (this.auditAfterWrites && result.unchanged !== true) this.audit().catch(() => undefined);
+      // Re-verify what the write added, in the background: the answer does not wait for it.
+      if (this.auditAfterWrites && result.unchanged !== true) this.audit("newest").catch(() => undefined);
       return result;
     } catch (err) {
       if (err instanceof CoordinatorError && err.code === "STALE") {

@@ -16,11 +16,14 @@ import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { fromBase64, fromHex, toBase64 } from "../../src/encoding.js";
 import { CoordinatorError } from "../../src/errors.js";
 import { headKey as headKeyOf, parseHead, signHead } from "../../src/history/head.js";
+import { readIndex } from "../../src/history/history-index.js";
+import type { HistoryEntry, HistoryIndex } from "../../src/history/history-index.js";
 import { memoryDriver } from "../../src/storage/memory.js";
 import { contentVersion, createStore } from "../../src/storage/store.js";
 import type { Store } from "../../src/storage/store.js";
 import { firstSetBody, manifestBytes, policy, post, recoverBody, seedShareOwner, updateBody, workloadOwner } from "../helpers.js";
 import { failingStore } from "./failing-store.js";
+import type { FailingStore } from "./failing-store.js";
 
 const name = "alpha";
 const headKey = headKeyOf(name);
@@ -226,5 +229,68 @@ describe("an index of several segments", () => {
     expect(await auditObjects(store, loaded)).toMatchObject({ kind: "damaged", damage: { key: sealed } });
     await store.put(sealed, original);
     expect((await load(store, last.engine)).history).toEqual(last.history);
+  });
+});
+
+describe("the audit after a write", () => {
+  /** Ten generations through the Coordinator on a counting store; returns them and the index and history the stored head names. */
+  async function coordinatorWithTen(): Promise<{ store: Store; counting: FailingStore; coordinator: Coordinator; index: HistoryIndex; history: HistoryEntry[] }> {
+    const store = createStore(memoryDriver());
+    const counting = failingStore(store);
+    const coordinator = await Coordinator.start({ store: counting, name, validators });
+    const app = createApp({ coordinator });
+    const rev0 = await revision(owners, 0);
+    const first = await call(app, "POST", "/v1/manifest", firstSetBody(rev0.manifest, rev0.policies));
+    expect(first.status, first.text).toBe(200);
+    let latest = first.json.transition as string;
+    for (let i = 1; i < 10; i++) {
+      const rev = await revision(owners, i);
+      const r = await call(app, "POST", "/v1/manifest", await updateBody(rev.manifest, rev.policies, latest, owners.workload, { name, rootCA: first.json.rootCA as string }));
+      expect(r.status, r.text).toBe(200);
+      latest = r.json.transition as string;
+    }
+    const { index, entries } = await readIndex(store, parseHead((await store.get(headKey))!, headKey));
+    return { store, counting, coordinator, index, history: entries };
+  }
+
+  it("re-reads only what the write added (a fixed count at any history length); the full audit reads every object and alone clears damage", async () => {
+    const { store, counting, coordinator, index, history } = await coordinatorWithTen();
+    counting.disarm();
+    expect(await coordinator.audit("newest")).toEqual({ kind: "ok" });
+    const newest = counting.ops.filter((o) => o.op === "get").map((o) => o.key);
+    const last = history[history.length - 1]!;
+    // The head's objects, the index's last segment and the newest entry's transition, manifest and policies; then the head.
+    expect(newest.filter((k) => k.startsWith("manifests:"))).toEqual([`manifests:${last.manifest}`]);
+    expect(newest.filter((k) => k.startsWith("transitions:"))).toEqual([`transitions:${last.transition}`]);
+    expect(newest.filter((k) => k.startsWith("policies:")).sort()).toEqual(last.policies.map((p) => `policies:${p}`).sort());
+    expect(newest.filter((k) => k.startsWith("histories:"))).toEqual([`histories:${index.at(-1)!.hash}`]);
+    expect(newest.length).toBe(6 + 1 + 2 + last.policies.length + 1);
+
+    counting.disarm();
+    expect(await coordinator.audit()).toEqual({ kind: "ok" });
+    const all = counting.ops.filter((o) => o.op === "get").map((o) => o.key);
+    expect(all.filter((k) => k.startsWith("manifests:"))).toHaveLength(10);
+    expect(all.filter((k) => k.startsWith("transitions:"))).toHaveLength(10);
+
+    // An older manifest damaged: the write's audit does not read it; the full one finds it, and a
+    // later clean `newest` audit leaves the damage recorded (writes stay refused) until a full one clears it.
+    const old = `manifests:${history[3]!.manifest}`;
+    const original = (await store.get(old))!;
+    await store.put(old, original.subarray(1));
+    expect(await coordinator.audit("newest")).toEqual({ kind: "ok" });
+    expect(coordinator.status().damage).toBeUndefined();
+    expect(await coordinator.audit()).toMatchObject({ kind: "damaged", damage: { key: old } });
+    expect(await coordinator.audit("newest")).toEqual({ kind: "ok" });
+    expect(coordinator.status().damage).toMatchObject({ key: old });
+    await store.put(old, original);
+    expect(await coordinator.audit()).toEqual({ kind: "ok" });
+    expect(coordinator.status().damage).toBeUndefined();
+
+    // The newest manifest damaged: the write's audit finds it.
+    const newestKey = `manifests:${last.manifest}`;
+    const bytes = (await store.get(newestKey))!;
+    await store.put(newestKey, bytes.subarray(1));
+    expect(await coordinator.audit("newest")).toMatchObject({ kind: "damaged", damage: { key: newestKey } });
+    expect(coordinator.status().damage).toMatchObject({ key: newestKey });
   });
 });
