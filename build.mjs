@@ -1,7 +1,8 @@
 // Bundles each entry point into one self-contained ES module under dist/ (no node_modules needed at run time).
-// `BUILD_OUT=<dir> BUILD_MINIFY=0 node build.mjs` writes readable bundles elsewhere, e.g. for CPU profiles.
+// `BUILD_OUT=<dir> BUILD_MINIFY=0 node build.mjs` writes readable bundles elsewhere, e.g. for CPU profiles;
+// `BUILD_META=1` also writes each bundle's esbuild metafile (<out>.meta.json: what each input adds).
 import { build } from "esbuild";
-import { chmodSync, existsSync, mkdirSync, renameSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 
@@ -80,13 +81,31 @@ const lazyCommonJs = {
   },
 };
 
+// @hono/node-server imports node:http2 (and TLS with it) at its top level, only to tell an HTTP/2
+// request from an HTTP/1.1 one with `instanceof Http2ServerRequest`. The Coordinator serves HTTP/1.1
+// through node:http and node:https only, so no such request ever exists: a class that nothing
+// instantiates answers every check the same way, and the server's start loads neither module.
+const withoutHttp2 = {
+  name: "without-http2",
+  setup(b) {
+    b.onResolve({ filter: /^node:http2$/ }, (args) =>
+      args.importer.includes("/node_modules/@hono/node-server/") ? { path: "http2", namespace: "without-http2" } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "without-http2" }, () => ({
+      contents: "export class Http2ServerRequest {}\nexport const constants = {};\n",
+      loader: "js",
+    }));
+  },
+};
+
 const outDir = process.env.BUILD_OUT ?? "dist";
 const minify = process.env.BUILD_MINIFY !== "0";
 mkdirSync(outDir, { recursive: true });
 for (const entry of entries) {
   if (!existsSync(entry.in)) continue;
-  await build({
+  const result = await build({
     entryPoints: [entry.in],
+    metafile: process.env.BUILD_META === "1",
     // Written beside the target and renamed over it, so a reader never sees a half-written bundle.
     outfile: `${outDir}/.${entry.out}.${process.pid}.mjs`,
     bundle: true,
@@ -100,9 +119,10 @@ for (const entry of entries) {
     legalComments: "none",
     banner: entry.banner ? { js: entry.banner } : undefined,
     logLevel: "warning",
-    plugins: [...(entry.platform === "neutral" ? [webcryptoStub] : []), ...(entry.lazy === true ? [lazyCommonJs] : []), zodNamespace],
+    plugins: [...(entry.platform === "neutral" ? [webcryptoStub] : []), ...(entry.lazy === true ? [lazyCommonJs, withoutHttp2] : []), zodNamespace],
   });
   // A bundle with a shebang is a command: make it executable.
   if (entry.banner.startsWith("#!")) chmodSync(`${outDir}/.${entry.out}.${process.pid}.mjs`, 0o755);
   renameSync(`${outDir}/.${entry.out}.${process.pid}.mjs`, `${outDir}/${entry.out}.mjs`);
+  if (result.metafile !== undefined) writeFileSync(`${outDir}/${entry.out}.meta.json`, JSON.stringify(result.metafile));
 }

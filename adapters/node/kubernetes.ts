@@ -1,7 +1,6 @@
 // Node side of the Kubernetes store: in-cluster configuration files, a fetch that trusts the cluster CA, and a token that is re-read as it rotates.
 import { readFileSync } from "node:fs";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { IncomingMessage } from "node:http";
 import { kubernetesDriver, type FetchFunction, type KubernetesDriver, type TokenSource } from "../../src/storage/kubernetes.js";
 import { ConfigError, refusePlainHttpToken } from "./config.js";
@@ -91,20 +90,27 @@ export function fileTokenSource(file: string, maxAgeMs: number = tokenMaxAgeMs, 
 /**
  * A fetch over node:http/node:https that trusts exactly `caPem` (when given) for https URLs and
  * keeps connections alive. Only what the Kubernetes client needs: method, headers, a string body.
+ * node:https (and TLS with it) is loaded by the first https request, not by every start of a
+ * Coordinator that may never reach an API server.
  */
 export function caFetch(caPem: string | Buffer | null): FetchFunction {
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 16, ...(caPem === null ? {} : { ca: caPem }) });
   const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 16 });
-  return (url, init) =>
-    new Promise<Response>((resolve, reject) => {
-      const target = new URL(url);
-      const secure = target.protocol === "https:";
+  let https: Promise<{ agent: HttpAgent; request: typeof httpRequest }> | null = null;
+  const secureTransport = () =>
+    (https ??= import("node:https").then(({ Agent, request }) => ({
+      agent: new Agent({ keepAlive: true, maxSockets: 16, ...(caPem === null ? {} : { ca: caPem }) }),
+      request,
+    })));
+  return async (url, init) => {
+    const target = new URL(url);
+    const transport = target.protocol === "https:" ? await secureTransport() : { agent: httpAgent, request: httpRequest };
+    return new Promise<Response>((resolve, reject) => {
       const headers = { ...(init.headers as Record<string, string> | undefined) };
       const body = typeof init.body === "string" ? Buffer.from(init.body, "utf8") : null;
       if (body !== null) headers["content-length"] = String(body.length);
-      const req = (secure ? httpsRequest : httpRequest)(
+      const req = transport.request(
         target,
-        { method: init.method ?? "GET", headers, agent: secure ? httpsAgent : httpAgent, ...(init.signal ? { signal: init.signal } : {}) },
+        { method: init.method ?? "GET", headers, agent: transport.agent, ...(init.signal ? { signal: init.signal } : {}) },
         (res: IncomingMessage) => {
           const chunks: Buffer[] = [];
           res.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -125,6 +131,7 @@ export function caFetch(caPem: string | Buffer | null): FetchFunction {
       if (body !== null) req.write(body);
       req.end();
     });
+  };
 }
 
 /** The driver for resolved settings. */

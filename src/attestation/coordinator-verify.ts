@@ -48,10 +48,12 @@ export const coordinatorRole = "coordinator";
  * A reference-values file: a whole manifest, or any JSON object with Contrast's `Policies` and
  * `ReferenceValues`; other fields, and the policy entries' other fields, are ignored.
  */
-const referenceFileSchema = z.looseObject({
-  Policies: z.record(z.string().regex(/^[0-9a-fA-F]{64}$/, "a hex SHA-256 digest"), z.looseObject({ Role: z.string().optional() })),
-  ReferenceValues: referenceValuesSchema.optional(),
-});
+const referenceFileSchema = z.lazy(() =>
+  z.looseObject({
+    Policies: z.record(z.string().regex(/^[0-9a-fA-F]{64}$/, "a hex SHA-256 digest"), z.looseObject({ Role: z.string().optional() })),
+    ReferenceValues: referenceValuesSchema.optional(),
+  }),
+);
 
 function invalidReference(source: string, message: string): CoordinatorError {
   return new CoordinatorError("INVALID_REFERENCE_VALUES", `${source}: ${message}`);
@@ -115,18 +117,19 @@ export interface VerifiedCoordinator {
   policyHash: string;
 }
 
-const hex64 = z.string().regex(/^[0-9a-f]{64}$/, "64 lower-case hex characters");
-
 /** The answer of GET /v1/attestation (fields not bound by the evidence are not kept). */
-const answerSchema = z.object({
-  format: z.string(),
-  name: z.string().min(1).max(1024),
-  state: z.enum(["uninitialized", "recovery-required", "ready", "stale"]),
-  latestTransition: hex64.nullable(),
-  rootCA: hex64.nullable(),
-  meshCA: hex64.nullable(),
-  hpkePublicKey: z.string().max(1024),
-  evidence: z.discriminatedUnion("type", [snpEvidenceSchema.omit({ nonce: true }), tdxEvidenceSchema.omit({ nonce: true })]),
+const answerSchema = z.lazy(() => {
+  const hex64 = z.string().regex(/^[0-9a-f]{64}$/, "64 lower-case hex characters");
+  return z.object({
+    format: z.string(),
+    name: z.string().min(1).max(1024),
+    state: z.enum(["uninitialized", "recovery-required", "ready", "stale"]),
+    latestTransition: hex64.nullable(),
+    rootCA: hex64.nullable(),
+    meshCA: hex64.nullable(),
+    hpkePublicKey: z.string().max(1024),
+    evidence: z.discriminatedUnion("type", [snpEvidenceSchema.unwrap().omit({ nonce: true }), tdxEvidenceSchema.unwrap().omit({ nonce: true })]),
+  });
 });
 
 function refused(reason: string, message: string, cause?: unknown): CoordinatorError {

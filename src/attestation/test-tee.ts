@@ -13,35 +13,41 @@ export const testTeeFormat = "contrast-test-tee/v1";
 /** SNP guest policy bits of test evidence: bit 16 SMT allowed, bit 17 reserved (must be 1), bit 19 DEBUG. */
 export const testSnpPolicy = { default: 0x30000n, debug: 1n << 19n } as const;
 
-const tcbSchema = z.looseObject({
-  fmc: z.number().int().nullable().optional(),
-  bootloader: z.number().int(),
-  tee: z.number().int(),
-  snp: z.number().int(),
-  microcode: z.number().int(),
-});
-
-const endorsementSchema = z.object({
-  /** The VCEK certificate, base64 DER. */
-  certificate: z.string(),
-  /** Its P-384 private key, base64 PKCS#8. */
-  privateKey: z.string(),
-  tcb: tcbSchema,
-  /** The chip's hardware ID, hex. */
-  hwid: z.string().regex(/^([0-9a-f]{2})+$/),
-});
-
-const savedTeeSchema = z.object({
-  format: z.literal(testTeeFormat),
-  snp: z.object({
-    product: z.enum(["Milan", "Genoa", "Turin"]),
-    ark: z.string(),
-    ask: z.string(),
-    asvk: z.string().nullable(),
-    vceks: z.object({ current: endorsementSchema, outdated: endorsementSchema }),
+const tcbSchema = z.lazy(() =>
+  z.looseObject({
+    fmc: z.number().int().nullable().optional(),
+    bootloader: z.number().int(),
+    tee: z.number().int(),
+    snp: z.number().int(),
+    microcode: z.number().int(),
   }),
-  tdx: z.object({ quote: z.string(), attestationKey: z.string() }),
-});
+);
+
+const endorsementSchema = z.lazy(() =>
+  z.object({
+    /** The VCEK certificate, base64 DER. */
+    certificate: z.string(),
+    /** Its P-384 private key, base64 PKCS#8. */
+    privateKey: z.string(),
+    tcb: tcbSchema,
+    /** The chip's hardware ID, hex. */
+    hwid: z.string().regex(/^([0-9a-f]{2})+$/),
+  }),
+);
+
+const savedTeeSchema = z.lazy(() =>
+  z.object({
+    format: z.literal(testTeeFormat),
+    snp: z.object({
+      product: z.enum(["Milan", "Genoa", "Turin"]),
+      ark: z.string(),
+      ask: z.string(),
+      asvk: z.string().nullable(),
+      vceks: z.object({ current: endorsementSchema, outdated: endorsementSchema }),
+    }),
+    tdx: z.object({ quote: z.string(), attestationKey: z.string() }),
+  }),
+);
 
 /** One saved VCEK: certificate and private key (base64 DER, PKCS#8), the TCB it certifies and the chip's hardware ID (hex). */
 export interface SavedEndorsement {

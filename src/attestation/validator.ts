@@ -70,12 +70,14 @@ export async function verifying<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
-const simulatedEvidence = z
-  .object({
-    type: z.literal("insecure-simulated"),
-    policyHash: z.string().regex(/^[0-9a-f]{64}$/),
-  })
-  .strict();
+const simulatedEvidence = z.lazy(() =>
+  z
+    .object({
+      type: z.literal("insecure-simulated"),
+      policyHash: z.string().regex(/^[0-9a-f]{64}$/),
+    })
+    .strict(),
+);
 
 /** Evidence that merely claims a policy hash. Anyone can forge it: development and tests only. */
 export const simulatedValidator: AttestationValidator = {

@@ -70,7 +70,10 @@ export async function auditObjects(store: Store, ready: Ready, scope: AuditScope
     if (o.seedShares !== undefined) await getObject(store, kinds.seedShares, o.seedShares);
     // The history index, each segment against its verified hash; the objects below against the index.
     const index = ready.index ?? [];
-    for (const segment of scope === "all" ? index : index.slice(-1)) await getObject(store, kinds.history, segment.hash);
+    // A write rewrote the last segment, or (when it holds one entry) started it and may have merged
+    // the one before it.
+    const written = index.at(-1)?.count === 1 ? index.slice(-2) : index.slice(-1);
+    for (const segment of scope === "all" ? index : written) await getObject(store, kinds.history, segment.hash);
     const policies = new Set<string>();
     for (const entry of scope === "all" ? ready.history : ready.history.slice(-1)) {
       await getObject(store, kinds.transition, entry.transition);

@@ -150,8 +150,9 @@ const { store, name } = env;
   // that needs it, it survives a crash that loses the answer (nobody is ever left without shares).
   const seedSharesHash =
     seedShares === undefined ? current?.head.objects.seedShares : await putObject(store, kinds.seedShares, seedShareBytes(seedShares));
-  // The history index of the new head: the new entry extends its last segment (a head written before
-  // the index existed gets the whole index now, from the history its recovery verified).
+  // The history index of the new head: the new entry extends its tail segment, or starts a new tail
+  // (history-index.ts); a head written before the index existed gets the whole index now, from the
+  // history its recovery verified.
   const history: HistoryEntry[] = [
     ...(current?.history ?? []),
     { transition: toHex(newTransition), manifest: toHex(doc.hash), policies: [...policies.keys()].sort() },

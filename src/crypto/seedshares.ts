@@ -15,29 +15,33 @@ export const seedSharesFormat = "contrast-seed-shares/v1";
 export const shareCommitmentTag = "CONTRAST COORDINATOR SEED SHARE v1";
 
 /** One owner's encrypted share. `index` is 1-based; `commitment` lets the owner check the share offline. */
-export const seedShareSchema = z
-  .object({
-    index: z.number().int().min(1).max(255),
-    ownerPublicKey: z.string().regex(/^([0-9a-f]{2})+$/),
-    encryptedShare: z.string().min(1).max(8192),
-    commitment: z.string().regex(/^[0-9a-f]{64}$/),
-  })
-  .strict();
+export const seedShareSchema = z.lazy(() =>
+  z
+    .object({
+      index: z.number().int().min(1).max(255),
+      ownerPublicKey: z.string().regex(/^([0-9a-f]{2})+$/),
+      encryptedShare: z.string().min(1).max(8192),
+      commitment: z.string().regex(/^[0-9a-f]{64}$/),
+    })
+    .strict(),
+);
 
 /**
  * What a `set` that (re)creates the recovery seed returns and the CLI keeps as `seed-shares.json`.
  * With threshold 1 every share is the whole recovery seed; with t > 1 each is a Shamir share over
  * GF(256) (the secret's bytes plus one x-coordinate byte), any t of which recombine to the seed.
  */
-export const seedShareDocumentSchema = z
-  .object({
-    format: z.literal(seedSharesFormat),
-    coordinator: z.string(),
-    salt: z.string().regex(/^[0-9a-f]{64}$/),
-    threshold: z.number().int().min(1).max(255),
-    shares: z.array(seedShareSchema).min(1).max(255),
-  })
-  .strict();
+export const seedShareDocumentSchema = z.lazy(() =>
+  z
+    .object({
+      format: z.literal(seedSharesFormat),
+      coordinator: z.string(),
+      salt: z.string().regex(/^[0-9a-f]{64}$/),
+      threshold: z.number().int().min(1).max(255),
+      shares: z.array(seedShareSchema).min(1).max(255),
+    })
+    .strict(),
+);
 
 /** A seed-share document. */
 export type SeedShareDocument = z.infer<typeof seedShareDocumentSchema>;

@@ -10,56 +10,64 @@ export const headFormat = "contrast-coordinator-head/v1";
 /** The domain-separation tag of the head signature. */
 export const headSignatureTag = "CONTRAST COORDINATOR HEAD v1";
 
-const hash = z.string().regex(/^[0-9a-f]{64}$/);
+const hash = z.lazy(() => z.string().regex(/^[0-9a-f]{64}$/));
 
 /** A Coordinator name: a DNS label, as Kubernetes object names are. */
-export const coordinatorName = z
-  .string()
-  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "a lower-case DNS label (letters, digits, dashes; at most 63)");
+export const coordinatorName = z.lazy(() =>
+  z
+    .string()
+    .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "a lower-case DNS label (letters, digits, dashes; at most 63)"),
+);
 
 /** The recovery parameters: plain text in the head, authenticated by its signature. */
-export const recoverySchema = z
-  .object({
-    salt: hash,
-    threshold: z.number().int().min(1).max(255),
-    shares: z.number().int().min(1).max(255),
-    /** One commitment per share (SHA-256 of tag ‖ salt ‖ share): each share is checked on its own. */
-    commitments: z.array(hash).min(1).max(255),
-    /**
-     * The root seed and its salt (salt ‖ seed), AES-256-GCM under a key derived from the recovery
-     * seed: the recovery seed the owners hold opens it, and a rotation re-seals it to a new one.
-     */
-    sealedRootSeed: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).max(512),
-  })
-  .strict()
-  .refine((r) => r.commitments.length === r.shares && r.threshold <= r.shares, "threshold, shares and commitments disagree");
+export const recoverySchema = z.lazy(() =>
+  z
+    .object({
+      salt: hash,
+      threshold: z.number().int().min(1).max(255),
+      shares: z.number().int().min(1).max(255),
+      /** One commitment per share (SHA-256 of tag ‖ salt ‖ share): each share is checked on its own. */
+      commitments: z.array(hash).min(1).max(255),
+      /**
+       * The root seed and its salt (salt ‖ seed), AES-256-GCM under a key derived from the recovery
+       * seed: the recovery seed the owners hold opens it, and a rotation re-seals it to a new one.
+       */
+      sealedRootSeed: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).max(512),
+    })
+    .strict()
+    .refine((r) => r.commitments.length === r.shares && r.threshold <= r.shares, "threshold, shares and commitments disagree"),
+);
 
 /** The store-object hashes the head pins. */
-export const headObjectsSchema = z
-  .object({
-    rootCA: hash,
-    transactionSigner: hash,
-    meshCA: hash,
-    intermediateCA: hash,
-    meshCAKey: hash,
-    /** The seed-share document of the current recovery seed (absent in heads written before it was stored). */
-    seedShares: hash.optional(),
-    /** The last segment of the history index (absent in heads written before the index existed). */
-    history: hash.optional(),
-  })
-  .strict();
+export const headObjectsSchema = z.lazy(() =>
+  z
+    .object({
+      rootCA: hash,
+      transactionSigner: hash,
+      meshCA: hash,
+      intermediateCA: hash,
+      meshCAKey: hash,
+      /** The seed-share document of the current recovery seed (absent in heads written before it was stored). */
+      seedShares: hash.optional(),
+      /** The last segment of the history index (absent in heads written before the index existed). */
+      history: hash.optional(),
+    })
+    .strict(),
+);
 
-const headSchema = z
-  .object({
-    format: z.literal(headFormat),
-    name: coordinatorName,
-    generation: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-    latestTransition: hash,
-    objects: headObjectsSchema,
-    recovery: recoverySchema,
-    signature: z.string().max(256),
-  })
-  .strict();
+const headSchema = z.lazy(() =>
+  z
+    .object({
+      format: z.literal(headFormat),
+      name: coordinatorName,
+      generation: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+      latestTransition: hash,
+      objects: headObjectsSchema,
+      recovery: recoverySchema,
+      signature: z.string().max(256),
+    })
+    .strict(),
+);
 
 /** The head's content without its signature. */
 export interface Head {

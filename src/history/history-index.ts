@@ -1,4 +1,4 @@
-// The history index: content-addressed segments, named by the signed head, listing every manifest and policy hash (the transitions follow from them), so that recovery reads a fixed number of objects whatever the history's length.
+// The history index: content-addressed segments, named by the signed head, listing every manifest and policy hash (the transitions follow from them), so that recovery reads one segment per 2,048 generations plus a small tail whatever the history's length, and a set writes that small tail (now and then one merged segment) rather than a segment as long as the history.
 import { sha256 as sha256Sync } from "@noble/hashes/sha2.js";
 import { bytesEqual, fromHex, fromUtf8, toHex, utf8 } from "../encoding.js";
 import { CoordinatorError } from "../errors.js";
@@ -9,16 +9,28 @@ import { getObject, kinds, objectKey, putObject } from "./objects.js";
 export const historyIndexFormat = "contrast-coordinator-history/v1";
 
 /**
- * When a segment is full: a set starts a new segment rather than grow one past this many entries or
- * encoded bytes (a segment stays far below the ~1 MiB of a Kubernetes object, and a set rewrites at
- * most one segment). A history of up to 2,048 manifests with few policies each is one segment.
+ * The default limits: a set rewrites only the last segment, the tail, until it holds 64 entries
+ * (about 9 KiB at one new policy per manifest); then the next set merges the tail into the segment
+ * before it, if that stays within 2,048 entries and 512 KiB (far below the ~1 MiB of a Kubernetes
+ * object), and starts a new tail. So a set writes at most one tail and, once per 64 sets, one merged
+ * segment, and a history of n generations is at most ceil(n / 2,048) + 1 segments (while 2,048
+ * entries fit in 512 KiB: 256 bytes an entry, a manifest and about two policies new to its segment).
  */
-export const segmentLimits: Readonly<SegmentLimits> = { entries: 2048, bytes: 512 * 1024 };
+export const segmentLimits: Readonly<SegmentLimits> = { entries: 2048, bytes: 512 * 1024, tail: 64 };
 
-/** How many entries and encoded bytes a segment may hold before a set starts a new one. */
+/** How large segments grow: a set never writes one past `entries` or `bytes`, and rewrites the tail only while it is below `tail`. */
 export interface SegmentLimits {
+  /** The most entries of any segment. */
   entries: number;
+  /** The most encoded bytes of any segment (a single entry always goes in). */
   bytes: number;
+  /**
+   * The most entries of the tail (the last segment, which each set rewrites with one more entry);
+   * a full tail is merged into the segment before it. From 1 to `entries`; `tail === entries` is
+   * the layout before tails: each set rewrites the last segment until it is full (`entries` or
+   * `bytes`), and sealed segments are never merged.
+   */
+  tail: number;
 }
 
 /** One link of the history, oldest first: its transition, its manifest and the manifest's policies (sorted). */
@@ -165,10 +177,16 @@ export async function readIndex(
 /**
  * Writes the index of `history` (the whole history, the newest entry last) and returns it; the new
  * head names its last segment. With the index of the history before the newest entry (`current`),
- * the newest entry extends the last segment (one object rewritten) or, when that one is full, starts
- * a new one; without one (a head written before the index existed), every segment is written, each
- * filled as far as the limits allow, as entry-by-entry appends would have. Objects only: the caller
- * writes the head after them.
+ * whose last segment is the tail T and the one before it A (if any):
+ * 1. while T holds fewer than `limits.tail` entries (and one more fits `limits.bytes`), T is
+ *    rewritten with the newest entry: one object written;
+ * 2. else, if A and T together fit one segment (`limits.entries`, `limits.bytes`), they are
+ *    written merged as A' (A's previous segment before it) and the newest entry starts a new tail
+ *    after A': two objects written;
+ * 3. else T stays as it is (later tails merge into it) and the newest entry starts a new tail after T.
+ * Without `current` (a head written before the index existed), every segment is written, each
+ * filled as far as `entries` and `bytes` allow. Objects only: the caller writes the head after them;
+ * the segments a set replaced stay in the store until collected.
  */
 export async function writeIndex(
   store: Store,
@@ -176,6 +194,8 @@ export async function writeIndex(
   history: readonly HistoryEntry[],
   limits: Readonly<SegmentLimits> = segmentLimits,
 ): Promise<HistoryIndex> {
+  const { entries, bytes: maxBytes, tail } = limits;
+  if (!Number.isInteger(tail) || tail < 1 || tail > entries) throw new TypeError(`writeIndex: the tail limit ${tail} is not from 1 to ${entries}`);
   const put = async (refs: readonly SegmentRef[], start: number, bytes: Uint8Array, count: number): Promise<SegmentRef[]> => [
     ...refs,
     { hash: await putObject(store, kinds.history, bytes), first: start + 1, count },
@@ -185,21 +205,34 @@ export async function writeIndex(
     if (last.first + last.count !== history.length) {
       throw new TypeError(`writeIndex: the index covers ${last.first + last.count - 1} generations, the history before the update ${history.length - 1}`);
     }
-    const before = current.slice(0, -1);
-    if (last.count < limits.entries) {
-      const bytes = segmentBytes(before, history, last.first - 1, last.count + 1);
-      if (bytes.length <= limits.bytes) return put(before, last.first - 1, bytes, last.count + 1);
+    const newest = history.length - 1;
+    // 1. The tail takes the newest entry.
+    const beforeLast = current.slice(0, -1);
+    if (last.count < tail) {
+      const bytes = segmentBytes(beforeLast, history, last.first - 1, last.count + 1);
+      if (bytes.length <= maxBytes) return put(beforeLast, last.first - 1, bytes, last.count + 1);
     }
-    return put(current, history.length - 1, segmentBytes(current, history, history.length - 1, 1), 1);
+    // 2. The full tail merged into the segment before it; the newest entry starts a new tail.
+    const merge = current.length >= 2 ? current[current.length - 2]! : null;
+    if (merge !== null && merge.count + last.count <= entries) {
+      const beforeMerge = current.slice(0, -2);
+      const bytes = segmentBytes(beforeMerge, history, merge.first - 1, merge.count + last.count);
+      if (bytes.length <= maxBytes) {
+        const merged = await put(beforeMerge, merge.first - 1, bytes, merge.count + last.count);
+        return put(merged, newest, segmentBytes(merged, history, newest, 1), 1);
+      }
+    }
+    // 3. The tail stays (the segment later tails merge into); the newest entry starts a new tail.
+    return put(current, newest, segmentBytes(current, history, newest, 1), 1);
   }
   let refs: SegmentRef[] = [];
   for (let start = 0; start < history.length; ) {
     // The most entries that fit (the size grows with the count); a single entry always goes in.
     let low = 1;
-    let high = Math.min(limits.entries, history.length - start);
+    let high = Math.min(entries, history.length - start);
     while (low < high) {
       const mid = Math.ceil((low + high) / 2);
-      if (segmentBytes(refs, history, start, mid).length <= limits.bytes) low = mid;
+      if (segmentBytes(refs, history, start, mid).length <= maxBytes) low = mid;
       else high = mid - 1;
     }
     refs = await put(refs, start, segmentBytes(refs, history, start, low), low);

@@ -9,65 +9,73 @@ import { snpReferenceValuesSchema } from "../attestation/snp/reference-values.js
 import { tdxReferenceValuesSchema } from "../attestation/tdx/reference-values.js";
 
 /** A lower-case hex SHA-256 digest. */
-export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a lower-case hex SHA-256 digest");
+export const sha256Hex = z.lazy(() => z.string().regex(/^[0-9a-f]{64}$/, "a lower-case hex SHA-256 digest"));
 
 /**
  * A subject alternative name: a DNS name (a wildcard only as the whole first label, over two or more
  * labels; the last label not a number) or an IP address (dotted-quad IPv4 or IPv6, not unspecified).
  */
-export const subjectAltName = z
-  .string()
-  .refine(
-    isValidSan,
-    "a DNS name (a wildcard only as the first label over at least two more; the last label not a number) or an IP address (dotted-quad IPv4 or IPv6; not 0.0.0.0 or ::)",
-  );
+export const subjectAltName = z.lazy(() =>
+  z
+    .string()
+    .refine(
+      isValidSan,
+      "a DNS name (a wildcard only as the first label over at least two more; the last label not a number) or an IP address (dotted-quad IPv4 or IPv6; not 0.0.0.0 or ::)",
+    ),
+);
 
 /** One workload the manifest admits, keyed by the SHA-256 of its policy. */
-export const policyEntrySchema = z
-  .object({
-    SANs: z.array(subjectAltName).max(64),
-    /** Names the workload secret; absent, the policy hash names it (Contrast omits it when empty). */
-    WorkloadSecretID: z.string().min(1).max(256).optional(),
-    /** Contrast's role of the workload: `coordinator` marks the Coordinator's own policy. */
-    Role: z.enum(["", "coordinator"]).optional(),
-  })
-  .strict();
+export const policyEntrySchema = z.lazy(() =>
+  z
+    .object({
+      SANs: z.array(subjectAltName).max(64),
+      /** Names the workload secret; absent, the policy hash names it (Contrast omits it when empty). */
+      WorkloadSecretID: z.string().min(1).max(256).optional(),
+      /** Contrast's role of the workload: `coordinator` marks the Coordinator's own policy. */
+      Role: z.enum(["", "coordinator"]).optional(),
+    })
+    .strict(),
+);
 
 /**
  * The workload-independent reference values, in Contrast's shape: a list per platform; evidence
  * passes if it satisfies any one entry of its platform. Absent or empty: that platform admits nothing.
  */
-export const referenceValuesSchema = z
-  .object({
-    snp: z.array(snpReferenceValuesSchema).max(64).nullable().optional(),
-    tdx: z.array(tdxReferenceValuesSchema).max(64).nullable().optional(),
-  })
-  .strict();
+export const referenceValuesSchema = z.lazy(() =>
+  z
+    .object({
+      snp: z.array(snpReferenceValuesSchema).max(64).nullable().optional(),
+      tdx: z.array(tdxReferenceValuesSchema).max(64).nullable().optional(),
+    })
+    .strict(),
+);
 
 /** The manifest's reference values. */
 export type ReferenceValues = z.infer<typeof referenceValuesSchema>;
 
 /** The manifest document, with Contrast's field names. */
-export const manifestSchema = z
-  .object({
-    Policies: z.record(sha256Hex, policyEntrySchema),
-    ReferenceValues: referenceValuesSchema.optional(),
-    WorkloadOwnerKeyDigests: z.array(sha256Hex).max(32),
-    /** Workload owners by their public key (hex DER SPKI, ECDSA P-384), as newer Contrast manifests list them, beside the digests. */
-    WorkloadOwnerPubKeys: z.array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo").max(1024)).max(32).optional(),
-    SeedshareOwnerPubKeys: z
-      .array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo or PKCS#1 RSAPublicKey").max(8192))
-      .min(1, "at least one seed-share owner is needed, or the Coordinator could never be recovered")
-      .max(32),
-    Threshold: z
-      .number()
-      .int()
-      .min(1)
-      .max(255)
-      .optional()
-      .describe("how many seed-share owners recovery needs; absent or 1: each owner alone"),
-  })
-  .strict();
+export const manifestSchema = z.lazy(() =>
+  z
+    .object({
+      Policies: z.record(sha256Hex, policyEntrySchema),
+      ReferenceValues: referenceValuesSchema.optional(),
+      WorkloadOwnerKeyDigests: z.array(sha256Hex).max(32),
+      /** Workload owners by their public key (hex DER SPKI, ECDSA P-384), as newer Contrast manifests list them, beside the digests. */
+      WorkloadOwnerPubKeys: z.array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo").max(1024)).max(32).optional(),
+      SeedshareOwnerPubKeys: z
+        .array(z.string().regex(/^([0-9a-f]{2})+$/, "hex-encoded DER SubjectPublicKeyInfo or PKCS#1 RSAPublicKey").max(8192))
+        .min(1, "at least one seed-share owner is needed, or the Coordinator could never be recovered")
+        .max(32),
+      Threshold: z
+        .number()
+        .int()
+        .min(1)
+        .max(255)
+        .optional()
+        .describe("how many seed-share owners recovery needs; absent or 1: each owner alone"),
+    })
+    .strict(),
+);
 
 /** A parsed, validated manifest. */
 export type Manifest = z.infer<typeof manifestSchema>;

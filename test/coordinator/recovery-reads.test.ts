@@ -1,4 +1,4 @@
-// Recovery reads a fixed set of objects whatever the history's length (the head's index stands for the rest); a head written before the index existed still recovers by the full walk and gets an index at the next set; an index of several segments verifies, and a damaged segment is named.
+// Recovery reads a fixed set of objects plus one per index segment, at most ceil(n / 2,048) + 1 of them, whatever the history's length (the head's index stands for the rest); a head written before the index existed still recovers by the full walk and gets an index at the next set; an index of several segments verifies, and a damaged segment is named.
 import type { Hono } from "hono";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
@@ -103,6 +103,11 @@ async function recoverCounting(store: Store, recover: Built["recover"]): Promise
   return { reads: reads.sort(), app, coordinator };
 }
 
+/** How many segments the index of the head stored in `store` has. */
+async function segmentCount(store: Store): Promise<number> {
+  return (await readIndex(store, parseHead((await store.get(headKey))!, headKey))).index.length;
+}
+
 let owners: Owners;
 let short: Built;
 let long: Built;
@@ -115,12 +120,18 @@ beforeAll(async () => {
 }, 120_000);
 
 describe("the store reads of a recovery", () => {
-  it(`are the same at history 1 and ${longHistory}: the head, its index, the CA objects, the sealed key and the active state`, async () => {
+  it(`are the same at history 1 and ${longHistory} but for one read per index segment: the head, its index, the CA objects, the sealed key and the active state`, async () => {
     const one = await recoverCounting(short.store, short.recover);
     const many = await recoverCounting(long.store, long.recover);
-    process.stdout.write(`\nrecovery store reads: history 1: ${one.reads.length} (${one.reads.join(" ")}); history ${longHistory}: ${many.reads.length}\n`);
-    expect(many.reads).toEqual(one.reads);
+    const segments = await segmentCount(long.store);
+    process.stdout.write(`\nrecovery store reads: history 1: ${one.reads.length} (${one.reads.join(" ")}); history ${longHistory}: ${many.reads.length} (${segments} index segments)\n`);
     expect(one.reads).toEqual(["certificates", "certificates", "certificates", "certificates", "heads", "histories", "keys", "manifests", "policies", "policies", "transitions"]);
+    // no manifest, transition or policy beyond the newest one's: only the index segments add reads
+    expect(many.reads.filter((k) => k !== "histories")).toEqual(one.reads.filter((k) => k !== "histories"));
+    expect(many.reads.filter((k) => k === "histories")).toHaveLength(segments);
+    expect(segments).toBeGreaterThan(1);
+    expect(segments).toBeLessThanOrEqual(Math.ceil(longHistory / 2048) + 1);
+    expect(many.reads).toHaveLength(one.reads.length - 1 + segments);
     // and the recovered Coordinators serve exactly the history they served before
     expect((await call(one.app, "GET", "/v1/manifests")).text).toBe(short.history);
     expect((await call(many.app, "GET", "/v1/manifests")).text).toBe(long.history);
@@ -129,7 +140,7 @@ describe("the store reads of a recovery", () => {
 });
 
 describe("a head written before the index existed", () => {
-  it("recovers by reading the whole history, and the next set writes the index: from then on a recovery reads the fixed set", async () => {
+  it("recovers by reading the whole history, and the next set writes the index: from then on a recovery reads the fixed set plus one read per index segment", async () => {
     // The long history's head, signed again without the index (as the earlier version wrote it).
     const store = createStore(memoryDriver());
     for (const kind of ["policies", "manifests", "transitions", "certificates", "keys", "seedshares", "histories", "heads"]) {
@@ -166,15 +177,18 @@ describe("a head written before the index existed", () => {
     expect(head.objects.history).toMatch(/^[0-9a-f]{64}$/);
     const after = await call(walked.app, "GET", "/v1/manifests");
     const again = await recoverCounting(store, long.recover);
-    expect(again.reads).toEqual(indexed.reads);
+    // the fixed set plus one read per segment of the index written at once (full segments: one here)
+    expect(again.reads.filter((k) => k !== "histories")).toEqual(indexed.reads.filter((k) => k !== "histories"));
+    expect(again.reads.filter((k) => k === "histories")).toHaveLength(await segmentCount(store));
+    expect(await segmentCount(store)).toBe(Math.ceil((longHistory + 1) / 2048));
     expect((await call(again.app, "GET", "/v1/manifests")).text).toBe(after.text);
   });
 });
 
 describe("an index of several segments", () => {
-  const limits = { entries: 4, bytes: 512 * 1024 };
+  const limits = { entries: 4, bytes: 512 * 1024, tail: 2 };
 
-  /** Sets ten manifests through setManifest with segments of four entries; returns each ready state. */
+  /** Sets ten manifests through setManifest with segments of four entries and tails of two; returns each ready state. */
   async function tenGenerations(store: Store): Promise<Ready[]> {
     const env = (): SetEnvironment => ({ store, name, now: new Date(), indexLimits: limits });
     const rev0 = await revision(owners, 0);
@@ -206,6 +220,8 @@ describe("an index of several segments", () => {
     const store = createStore(memoryDriver());
     const states = await tenGenerations(store);
     const last = states[states.length - 1]!;
+    // each set rewrites the tail of two, merges a full one into the segment before it, or starts a new one
+    expect(states.map((s) => s.index!.map((r) => r.count))).toEqual([[1], [2], [2, 1], [2, 2], [4, 1], [4, 2], [4, 2, 1], [4, 2, 2], [4, 4, 1], [4, 4, 2]]);
     expect(last.index!.map((s) => [s.first, s.count])).toEqual([
       [1, 4],
       [5, 4],

@@ -1,4 +1,4 @@
-// The history index on its own: its exact encoding, its segments (written whole or entry by entry), and every way a segment can be missing, changed or inconsistent with the head, each named.
+// The history index on its own: its exact encoding, its segments (written whole or entry by entry: a small rewritten tail merged into the segment before it), what each set writes, and every way a segment can be missing, changed or inconsistent with the head, each named.
 import { describe, expect, it } from "vitest";
 import { CoordinatorError } from "../../src/errors.js";
 import { randomBytes, sha256 } from "../../src/crypto/provider.js";
@@ -88,18 +88,22 @@ describe("the encoding of a segment", () => {
 });
 
 describe("writing and reading the index", () => {
-  it("one segment holds a history within the limits; reading it is one store read and gives the history back", async () => {
+  it("with the default limits a history of 300 is a merged segment and a tail of at most 64; reading it is one store read per segment and gives the history back", async () => {
     const store = failingStore(createStore(memoryDriver()));
     const entries = await history(300);
     const index = await appendAll(store, entries, segmentLimits);
-    expect(index).toHaveLength(1);
+    expect(segmentLimits).toEqual({ entries: 2048, bytes: 512 * 1024, tail: 64 });
+    expect(index.map((s) => [s.first, s.count])).toEqual([
+      [1, 256],
+      [257, 44],
+    ]);
     store.disarm();
     expect(await readIndex(store, headOf(entries, index))).toEqual({ index, entries });
-    expect(store.reads).toBe(1);
+    expect(store.reads).toBe(2);
   });
 
-  it("full segments are sealed and chained; entry by entry gives the same segments as writing the whole history at once", async () => {
-    const limits = { entries: 4, bytes: segmentLimits.bytes };
+  it("with tail = entries (the layout before tails) full segments are sealed and chained; entry by entry gives the same segments as writing the whole history at once", async () => {
+    const limits = { entries: 4, bytes: segmentLimits.bytes, tail: 4 };
     const entries = await history(11);
     const appended = await appendAll(createStore(memoryDriver()), entries, limits);
     const store = failingStore(createStore(memoryDriver()));
@@ -118,19 +122,19 @@ describe("writing and reading the index", () => {
   it("a segment is sealed before it would pass the byte limit (a single entry always fits)", async () => {
     const entries = await history(9);
     const one = segmentText(1, null, entries.slice(0, 1)).length;
-    const limits = { entries: 100, bytes: one * 3 };
+    const limits = { entries: 100, bytes: one * 3, tail: 100 };
     const store = createStore(memoryDriver());
     const index = await appendAll(store, entries, limits);
     expect(index.length).toBeGreaterThan(2);
     for (const s of index) expect((await store.get(`histories:${s.hash}`))!.length).toBeLessThanOrEqual(limits.bytes);
     expect(await writeIndex(createStore(memoryDriver()), null, entries, limits)).toEqual(index);
     expect((await readIndex(store, headOf(entries, index))).entries).toEqual(entries);
-    const tiny = await writeIndex(createStore(memoryDriver()), null, entries.slice(0, 2), { entries: 100, bytes: 1 });
+    const tiny = await writeIndex(createStore(memoryDriver()), null, entries.slice(0, 2), { entries: 100, bytes: 1, tail: 100 });
     expect(tiny.map((s) => s.count)).toEqual([1, 1]);
   });
 
   it("an update rewrites only the last segment: one object written", async () => {
-    const limits = { entries: 4, bytes: segmentLimits.bytes };
+    const limits = { entries: 4, bytes: segmentLimits.bytes, tail: 4 };
     const entries = await history(7);
     const store = failingStore(createStore(memoryDriver()));
     const before = await writeIndex(store, null, entries.slice(0, 6), limits);
@@ -141,8 +145,135 @@ describe("writing and reading the index", () => {
   });
 });
 
+describe("a small tail, merged into the segment before it", () => {
+  const small = { entries: 8, bytes: segmentLimits.bytes, tail: 2 };
+  /** [first, count] of each segment, from the counts. */
+  const layout = (counts: number[]): [number, number][] => counts.map((c, i) => [1 + counts.slice(0, i).reduce((a, b) => a + b, 0), c]);
+
+  /** The segments written by appending entries 1 to `n` one at a time, and what each append wrote (keys and bytes). */
+  async function appendCounting(entries: HistoryEntry[], limits: SegmentLimits, from: HistoryIndex | null = null, store = failingStore(createStore(memoryDriver()))) {
+    const steps: { index: HistoryIndex; written: { hash: string; bytes: number }[] }[] = [];
+    let index = from;
+    for (let n = (from === null ? 0 : from.at(-1)!.first + from.at(-1)!.count - 1) + 1; n <= entries.length; n++) {
+      store.disarm();
+      index = await writeIndex(store, index, entries.slice(0, n), limits);
+      const written = store.ops.filter((o) => o.write).map((o) => o.key);
+      steps.push({ index, written: await Promise.all(written.map(async (k) => ({ hash: k.slice("histories:".length), bytes: (await store.inner.get(k))!.length }))) });
+    }
+    store.disarm();
+    return { store, steps };
+  }
+
+  it("entry by entry: the tail grows to `tail` entries, then merges into the segment before it until that one is full; every index reads back as exactly the history", async () => {
+    const entries = await history(21);
+    const expected = [
+      [1],
+      [2],
+      [2, 1],
+      [2, 2],
+      [4, 1],
+      [4, 2],
+      [6, 1],
+      [6, 2],
+      [8, 1],
+      [8, 2],
+      [8, 2, 1],
+      [8, 2, 2],
+      [8, 4, 1],
+      [8, 4, 2],
+      [8, 6, 1],
+      [8, 6, 2],
+      [8, 8, 1],
+      [8, 8, 2],
+      [8, 8, 2, 1],
+      [8, 8, 2, 2],
+      [8, 8, 4, 1],
+    ];
+    const { store, steps } = await appendCounting(entries, small);
+    expect(steps.map((s) => s.index.map((r) => [r.first, r.count]))).toEqual(expected.map(layout));
+    for (const [i, { index }] of steps.entries()) {
+      const n = i + 1;
+      expect(index.length).toBeLessThanOrEqual(Math.ceil(n / small.entries) + 1);
+      expect(await readIndex(store, headOf(entries.slice(0, n), index))).toEqual({ index, entries: entries.slice(0, n) });
+      expect(store.reads).toBe(index.length);
+      store.disarm();
+    }
+  });
+
+  it("an append writes one tail of at most `tail` entries, or a merged segment and a new tail of one entry; merges come at most once per `tail` appends", async () => {
+    const entries = await history(1000);
+    const { steps } = await appendCounting(entries, segmentLimits);
+    const merges: number[] = [];
+    let tailBytes = 0;
+    for (const [i, { index, written }] of steps.entries()) {
+      const tail = index.at(-1)!;
+      expect(tail.count).toBeLessThanOrEqual(segmentLimits.tail);
+      expect(written.at(-1)!.hash).toBe(tail.hash);
+      if (written.length === 2) {
+        merges.push(i + 1);
+        expect(tail.count).toBe(1);
+        expect(written[0]!.hash).toBe(index.at(-2)!.hash);
+        expect(index.at(-2)!.count).toBeLessThanOrEqual(segmentLimits.entries);
+        expect(written[0]!.bytes).toBeLessThanOrEqual(segmentLimits.bytes);
+        // everything before the merged segment is as it was
+        expect(index.slice(0, -2)).toEqual(steps[i - 1]!.index.slice(0, -2));
+      } else {
+        // the tail rewritten with one more entry, or a new tail after the one that stays
+        expect(written).toHaveLength(1);
+        const before = steps[i - 1]?.index ?? [];
+        expect(index.slice(0, -1)).toEqual(tail.count === 1 ? before : before.slice(0, -1));
+      }
+      tailBytes = Math.max(tailBytes, written.at(-1)!.bytes);
+    }
+    expect(merges).toEqual(Array.from({ length: 14 }, (_, k) => 129 + 64 * k));
+    // A tail costs the same at any history length: the largest is the size of the first 64 appends'
+    // largest but for the previous segment's name (64 hex digits where the first has null) and a longer `first`.
+    const firstTails = Math.max(...steps.slice(0, 64).map((s) => s.written[0]!.bytes));
+    expect(tailBytes).toBeGreaterThanOrEqual(firstTails);
+    expect(tailBytes).toBeLessThanOrEqual(firstTails + 64 + 8);
+    // Against the layout before tails: the bytes written over 1,000 appends, a fraction of them.
+    const total = (s: typeof steps) => s.reduce((sum, step) => sum + step.written.reduce((a, w) => a + w.bytes, 0), 0);
+    const before = total((await appendCounting(entries, { ...segmentLimits, tail: segmentLimits.entries })).steps);
+    const now = total(steps);
+    process.stdout.write(`\nhistory index bytes written over 1,000 appends: ${now} with a tail of 64, ${before} with the last segment rewritten whole\n`);
+    expect(now * 8).toBeLessThan(before);
+  });
+
+  it("an index written with the layout before tails is read, then extended with tails", async () => {
+    const entries = await history(20);
+    const store = failingStore(createStore(memoryDriver()));
+    const old = await appendAll(store, entries.slice(0, 11), { ...small, tail: small.entries });
+    expect(old.map((r) => [r.first, r.count])).toEqual(layout([8, 3]));
+    expect(await readIndex(store, headOf(entries.slice(0, 11), old))).toEqual({ index: old, entries: entries.slice(0, 11) });
+    const { steps } = await appendCounting(entries, small, old, store);
+    expect(steps.map((s) => s.index.map((r) => [r.first, r.count]))).toEqual(
+      [
+        [8, 3, 1],
+        [8, 3, 2],
+        [8, 5, 1],
+        [8, 5, 2],
+        [8, 7, 1],
+        [8, 7, 2],
+        [8, 7, 2, 1],
+        [8, 7, 2, 2],
+        [8, 7, 4, 1],
+      ].map(layout),
+    );
+    const last = steps.at(-1)!.index;
+    expect(last[0]).toEqual(old[0]);
+    expect(await readIndex(store, headOf(entries, last))).toEqual({ index: last, entries });
+  });
+
+  it("a tail limit outside 1 to `entries` is refused", async () => {
+    const entries = await history(2);
+    for (const tail of [0, 9, 1.5]) {
+      await expect(writeIndex(createStore(memoryDriver()), null, entries, { ...small, tail })).rejects.toBeInstanceOf(TypeError);
+    }
+  });
+});
+
 describe("a damaged index is STATE_CORRUPT naming the segment", () => {
-  const limits = { entries: 3, bytes: segmentLimits.bytes };
+  const limits = { entries: 3, bytes: segmentLimits.bytes, tail: 3 };
 
   it.each([
     ["changed", (bytes: Uint8Array) => Uint8Array.from(bytes, (b, i) => (i === 40 ? b ^ 1 : b))],

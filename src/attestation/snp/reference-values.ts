@@ -6,48 +6,54 @@ import type { AttestationErrorCode } from "../errors.js";
 import type { SnpTcb } from "./report.js";
 import type { SnpVerifiedReport } from "./verify.js";
 
-const svn = z.number().int().min(0).max(255);
+const svn = z.lazy(() => z.number().int().min(0).max(255));
 const hex = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-fA-F]{${2 * bytes}}$`), `${bytes} bytes in hex`);
-const flag = z.boolean().optional();
+const flag = z.lazy(() => z.boolean().optional());
 
 /** Contrast's `SNPTCB`: the minimum SVN of each TCB component; all four are required. */
-export const snpMinimumTcbSchema = z
-  .object({
-    BootloaderVersion: svn,
-    TEEVersion: svn,
-    SNPVersion: svn,
-    MicrocodeVersion: svn,
-  })
-  .strict();
+export const snpMinimumTcbSchema = z.lazy(() =>
+  z
+    .object({
+      BootloaderVersion: svn,
+      TEEVersion: svn,
+      SNPVersion: svn,
+      MicrocodeVersion: svn,
+    })
+    .strict(),
+);
 
 /** go-sev-guest's `abi.SnpPolicy` as Contrast's manifest writes it (absent booleans are false, as Go decodes them). */
-export const snpGuestPolicySchema = z
-  .object({
-    ABIMinor: svn.optional(),
-    ABIMajor: svn.optional(),
-    SMT: flag,
-    MigrateMA: flag,
-    Debug: flag,
-    SingleSocket: flag,
-    CXLAllowed: flag,
-    MemAES256XTS: flag,
-    RAPLDis: flag,
-    CipherTextHidingDRAM: flag,
-    PageSwapDisable: flag,
-  })
-  .strict();
+export const snpGuestPolicySchema = z.lazy(() =>
+  z
+    .object({
+      ABIMinor: svn.optional(),
+      ABIMajor: svn.optional(),
+      SMT: flag,
+      MigrateMA: flag,
+      Debug: flag,
+      SingleSocket: flag,
+      CXLAllowed: flag,
+      MemAES256XTS: flag,
+      RAPLDis: flag,
+      CipherTextHidingDRAM: flag,
+      PageSwapDisable: flag,
+    })
+    .strict(),
+);
 
 /** go-sev-guest's `abi.SnpPlatformInfo` as Contrast's manifest writes it. */
-export const snpPlatformInfoSchema = z
-  .object({
-    SMTEnabled: flag,
-    TSMEEnabled: flag,
-    ECCEnabled: flag,
-    RAPLDisabled: flag,
-    CiphertextHidingDRAMEnabled: flag,
-    AliasCheckComplete: flag,
-  })
-  .strict();
+export const snpPlatformInfoSchema = z.lazy(() =>
+  z
+    .object({
+      SMTEnabled: flag,
+      TSMEEnabled: flag,
+      ECCEnabled: flag,
+      RAPLDisabled: flag,
+      CiphertextHidingDRAMEnabled: flag,
+      AliasCheckComplete: flag,
+    })
+    .strict(),
+);
 
 /**
  * One entry of `ReferenceValues.snp`, with Contrast's field names and its `Validate()` rules:
@@ -56,32 +62,34 @@ export const snpPlatformInfoSchema = z
  * CXLAllowed, MemAES256XTS, RAPLDis and CipherTextHidingDRAM false. ProductName is Milan or Genoa as
  * in Contrast, or Turin. (Contrast's iterative APEIP measurement is not supported.)
  */
-export const snpReferenceValuesSchema = z
-  .object({
-    Platform: z.string().optional(),
-    ProductName: z.enum(["Milan", "Genoa", "Turin"]),
-    TrustedMeasurement: hex(48),
-    MinimumTCB: snpMinimumTcbSchema,
-    GuestPolicy: snpGuestPolicySchema,
-    PlatformInfo: snpPlatformInfoSchema.optional(),
-    MinimumMitigationVector: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-    AllowedChipIDs: z.array(hex(64)).nullable().optional(),
-    /** Informative only: the measurement already covers the vCPU count. */
-    CPUs: z.number().int().min(0).optional(),
-  })
-  .strict()
-  .superRefine((v, ctx) => {
-    const p = v.GuestPolicy;
-    const notPermitted = (field: string): void => {
-      ctx.addIssue({ code: "custom", path: ["GuestPolicy", field], message: "modifying this field is not permitted" });
-    };
-    if ((p.ABIMajor ?? 0) !== 0) notPermitted("ABIMajor");
-    if ((p.ABIMinor ?? 0) !== 0 && p.ABIMinor !== 31) notPermitted("ABIMinor");
-    if (p.SMT !== true) notPermitted("SMT");
-    for (const field of ["MigrateMA", "Debug", "SingleSocket", "CXLAllowed", "MemAES256XTS", "RAPLDis", "CipherTextHidingDRAM"] as const) {
-      if (p[field] === true) notPermitted(field);
-    }
-  });
+export const snpReferenceValuesSchema = z.lazy(() =>
+  z
+    .object({
+      Platform: z.string().optional(),
+      ProductName: z.enum(["Milan", "Genoa", "Turin"]),
+      TrustedMeasurement: hex(48),
+      MinimumTCB: snpMinimumTcbSchema,
+      GuestPolicy: snpGuestPolicySchema,
+      PlatformInfo: snpPlatformInfoSchema.optional(),
+      MinimumMitigationVector: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+      AllowedChipIDs: z.array(hex(64)).nullable().optional(),
+      /** Informative only: the measurement already covers the vCPU count. */
+      CPUs: z.number().int().min(0).optional(),
+    })
+    .strict()
+    .superRefine((v, ctx) => {
+      const p = v.GuestPolicy;
+      const notPermitted = (field: string): void => {
+        ctx.addIssue({ code: "custom", path: ["GuestPolicy", field], message: "modifying this field is not permitted" });
+      };
+      if ((p.ABIMajor ?? 0) !== 0) notPermitted("ABIMajor");
+      if ((p.ABIMinor ?? 0) !== 0 && p.ABIMinor !== 31) notPermitted("ABIMinor");
+      if (p.SMT !== true) notPermitted("SMT");
+      for (const field of ["MigrateMA", "Debug", "SingleSocket", "CXLAllowed", "MemAES256XTS", "RAPLDis", "CipherTextHidingDRAM"] as const) {
+        if (p[field] === true) notPermitted(field);
+      }
+    }),
+);
 
 /** One SNP reference-values entry. */
 export type SnpReferenceValues = z.infer<typeof snpReferenceValuesSchema>;

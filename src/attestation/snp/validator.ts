@@ -18,20 +18,22 @@ const b64 = (max: number) => z.string().max(max).regex(/^[A-Za-z0-9+/]*={0,2}$/,
 const certificate = b64(8192);
 
 /** The request's SEV-SNP evidence: the report, the certificates (or the extended report's table), and the nonce it binds. */
-export const snpEvidenceSchema = z
-  .object({
-    type: z.literal(snpEvidenceType),
-    nonce: z.string().max(128),
-    report: b64(2048).describe("the 1184-byte attestation report, base64"),
-    certificates: z
-      .object({ vcek: certificate, vlek: certificate, ask: certificate, asvk: certificate, ark: certificate })
-      .partial()
-      .strict()
-      .optional()
-      .describe("DER certificates, base64: the VCEK or VLEK, and optionally the ASK/ASVK and ARK"),
-    certTable: b64(32 * 1024).optional().describe("the extended report's certificate table, base64"),
-  })
-  .strict();
+export const snpEvidenceSchema = z.lazy(() =>
+  z
+    .object({
+      type: z.literal(snpEvidenceType),
+      nonce: z.string().max(128),
+      report: b64(2048).describe("the 1184-byte attestation report, base64"),
+      certificates: z
+        .object({ vcek: certificate, vlek: certificate, ask: certificate, asvk: certificate, ark: certificate })
+        .partial()
+        .strict()
+        .optional()
+        .describe("DER certificates, base64: the VCEK or VLEK, and optionally the ASK/ASVK and ARK"),
+      certTable: b64(32 * 1024).optional().describe("the extended report's certificate table, base64"),
+    })
+    .strict(),
+);
 
 /** The report's claims under Contrast's SEV-SNP arc (1.3.9901.2.1.n, n as Contrast numbers them). */
 export function snpClaims(verified: SnpVerifiedReport): Claim[] {

@@ -83,67 +83,73 @@ export interface VerifiedQuoteParts {
 }
 
 const hexBytes = (n: number) => z.string().regex(new RegExp(`^[0-9a-fA-F]{${2 * n}}$`));
-const date = z.string().refine((s) => !Number.isNaN(Date.parse(s)), "not a date");
-const status = z.enum(tcbStatuses);
-const isvLevel = z.object({
-  tcb: z.object({ isvsvn: z.number().int().min(0).max(0xffff) }),
-  tcbDate: date,
-  tcbStatus: status,
-  advisoryIDs: z.array(z.string()).optional(),
-});
-const component = z.object({ svn: z.number().int().min(0).max(255) });
+const date = z.lazy(() => z.string().refine((s) => !Number.isNaN(Date.parse(s)), "not a date"));
+const status = z.lazy(() => z.enum(tcbStatuses));
+const isvLevel = z.lazy(() =>
+  z.object({
+    tcb: z.object({ isvsvn: z.number().int().min(0).max(0xffff) }),
+    tcbDate: date,
+    tcbStatus: status,
+    advisoryIDs: z.array(z.string()).optional(),
+  }),
+);
+const component = z.lazy(() => z.object({ svn: z.number().int().min(0).max(255) }));
 
-const tcbInfoSchema = z.object({
-  id: z.literal("TDX"),
-  version: z.literal(3),
-  issueDate: date,
-  nextUpdate: date,
-  fmspc: hexBytes(6),
-  pceId: hexBytes(2),
-  tcbType: z.number().int(),
-  tcbEvaluationDataNumber: z.number().int().min(0),
-  tdxModule: z.object({ mrsigner: hexBytes(48), attributes: hexBytes(8), attributesMask: hexBytes(8) }),
-  tdxModuleIdentities: z
-    .array(
-      z.object({
-        id: z.string(),
-        mrsigner: hexBytes(48),
-        attributes: hexBytes(8),
-        attributesMask: hexBytes(8),
-        tcbLevels: z.array(isvLevel),
-      }),
-    )
-    .optional(),
-  tcbLevels: z
-    .array(
-      z.object({
-        tcb: z.object({
-          sgxtcbcomponents: z.array(component).length(16),
-          pcesvn: z.number().int().min(0).max(0xffff),
-          tdxtcbcomponents: z.array(component).length(16),
+const tcbInfoSchema = z.lazy(() =>
+  z.object({
+    id: z.literal("TDX"),
+    version: z.literal(3),
+    issueDate: date,
+    nextUpdate: date,
+    fmspc: hexBytes(6),
+    pceId: hexBytes(2),
+    tcbType: z.number().int(),
+    tcbEvaluationDataNumber: z.number().int().min(0),
+    tdxModule: z.object({ mrsigner: hexBytes(48), attributes: hexBytes(8), attributesMask: hexBytes(8) }),
+    tdxModuleIdentities: z
+      .array(
+        z.object({
+          id: z.string(),
+          mrsigner: hexBytes(48),
+          attributes: hexBytes(8),
+          attributesMask: hexBytes(8),
+          tcbLevels: z.array(isvLevel),
         }),
-        tcbDate: date,
-        tcbStatus: status,
-        advisoryIDs: z.array(z.string()).optional(),
-      }),
-    )
-    .min(1),
-});
+      )
+      .optional(),
+    tcbLevels: z
+      .array(
+        z.object({
+          tcb: z.object({
+            sgxtcbcomponents: z.array(component).length(16),
+            pcesvn: z.number().int().min(0).max(0xffff),
+            tdxtcbcomponents: z.array(component).length(16),
+          }),
+          tcbDate: date,
+          tcbStatus: status,
+          advisoryIDs: z.array(z.string()).optional(),
+        }),
+      )
+      .min(1),
+  }),
+);
 
-const qeIdentitySchema = z.object({
-  id: z.literal("TD_QE"),
-  version: z.literal(2),
-  issueDate: date,
-  nextUpdate: date,
-  tcbEvaluationDataNumber: z.number().int().min(0),
-  miscselect: hexBytes(4),
-  miscselectMask: hexBytes(4),
-  attributes: hexBytes(16),
-  attributesMask: hexBytes(16),
-  mrsigner: hexBytes(32),
-  isvprodid: z.number().int().min(0).max(0xffff),
-  tcbLevels: z.array(isvLevel).min(1),
-});
+const qeIdentitySchema = z.lazy(() =>
+  z.object({
+    id: z.literal("TD_QE"),
+    version: z.literal(2),
+    issueDate: date,
+    nextUpdate: date,
+    tcbEvaluationDataNumber: z.number().int().min(0),
+    miscselect: hexBytes(4),
+    miscselectMask: hexBytes(4),
+    attributes: hexBytes(16),
+    attributesMask: hexBytes(16),
+    mrsigner: hexBytes(32),
+    isvprodid: z.number().int().min(0).max(0xffff),
+    tcbLevels: z.array(isvLevel).min(1),
+  }),
+);
 
 function fail(code: ConstructorParameters<typeof AttestationError>[0], message: string, cause?: unknown): never {
   throw new AttestationError(code, message, cause === undefined ? undefined : { cause });

@@ -29,24 +29,26 @@ const hex = (bytes: number) =>
     .transform((s) => s.toLowerCase());
 
 /** One entry of `ReferenceValues.tdx`, with Contrast's field names. */
-export const tdxReferenceValuesSchema = z
-  .object({
-    Platform: z.string().optional(),
-    MinTCBEvaluationDataNumber: z.number().int().min(0).optional(),
-    MrTd: hex(48),
-    MrSeam: hex(48),
-    Rtmrs: z.tuple([hex(48), hex(48), hex(48), hex(48)]),
-    Xfam: hex(8),
-    AllowedPIIDs: z.array(hex(16)).nullable().optional(),
-    MemoryIntegrity: z.boolean().optional(),
-    SMTDisabled: z.boolean().optional(),
-    StaticPlatform: z.boolean().optional(),
-    CPUs: z.number().int().min(0).optional(),
-  })
-  .strict();
+export const tdxReferenceValuesSchema = z.lazy(() =>
+  z
+    .object({
+      Platform: z.string().optional(),
+      MinTCBEvaluationDataNumber: z.number().int().min(0).optional(),
+      MrTd: hex(48),
+      MrSeam: hex(48),
+      Rtmrs: z.tuple([hex(48), hex(48), hex(48), hex(48)]),
+      Xfam: hex(8),
+      AllowedPIIDs: z.array(hex(16)).nullable().optional(),
+      MemoryIntegrity: z.boolean().optional(),
+      SMTDisabled: z.boolean().optional(),
+      StaticPlatform: z.boolean().optional(),
+      CPUs: z.number().int().min(0).optional(),
+    })
+    .strict(),
+);
 
 /** `ReferenceValues.tdx`: a list; evidence must satisfy one entry. */
-export const tdxReferenceValuesListSchema = z.array(tdxReferenceValuesSchema);
+export const tdxReferenceValuesListSchema = z.lazy(() => z.array(tdxReferenceValuesSchema));
 
 /** One parsed TDX reference-values entry. */
 export type TdxReferenceValues = z.infer<typeof tdxReferenceValuesSchema>;

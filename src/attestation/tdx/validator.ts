@@ -13,13 +13,15 @@ import type { Claim } from "../claims.js";
 export const tdxEvidenceType = "intel-tdx";
 
 /** The request's TDX evidence: the quote (with its PCK chain) and the nonce it binds. */
-export const tdxEvidenceSchema = z
-  .object({
-    type: z.literal(tdxEvidenceType),
-    nonce: z.string().max(128),
-    quote: z.string().max(48 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/, "standard base64").describe("the TD quote (v4 or v5), base64"),
-  })
-  .strict();
+export const tdxEvidenceSchema = z.lazy(() =>
+  z
+    .object({
+      type: z.literal(tdxEvidenceType),
+      nonce: z.string().max(128),
+      quote: z.string().max(48 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/, "standard base64").describe("the TD quote (v4 or v5), base64"),
+    })
+    .strict(),
+);
 
 /** The quote's TD report claims under Contrast's TDX arc (1.3.9901.2.2.n, n as Contrast numbers them). */
 export function tdxClaims(verified: VerifiedTdxQuote): Claim[] {
