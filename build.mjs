@@ -81,23 +81,6 @@ const lazyCommonJs = {
   },
 };
 
-// @hono/node-server imports node:http2 (and TLS with it) at its top level, only to tell an HTTP/2
-// request from an HTTP/1.1 one with `instanceof Http2ServerRequest`. The Coordinator serves HTTP/1.1
-// through node:http and node:https only, so no such request ever exists: a class that nothing
-// instantiates answers every check the same way, and the server's start loads neither module.
-const withoutHttp2 = {
-  name: "without-http2",
-  setup(b) {
-    b.onResolve({ filter: /^node:http2$/ }, (args) =>
-      args.importer.includes("/node_modules/@hono/node-server/") ? { path: "http2", namespace: "without-http2" } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: "without-http2" }, () => ({
-      contents: "export class Http2ServerRequest {}\nexport const constants = {};\n",
-      loader: "js",
-    }));
-  },
-};
-
 const outDir = process.env.BUILD_OUT ?? "dist";
 const minify = process.env.BUILD_MINIFY !== "0";
 mkdirSync(outDir, { recursive: true });
@@ -119,7 +102,7 @@ for (const entry of entries) {
     legalComments: "none",
     banner: entry.banner ? { js: entry.banner } : undefined,
     logLevel: "warning",
-    plugins: [...(entry.platform === "neutral" ? [webcryptoStub] : []), ...(entry.lazy === true ? [lazyCommonJs, withoutHttp2] : []), zodNamespace],
+    plugins: [...(entry.platform === "neutral" ? [webcryptoStub] : []), ...(entry.lazy === true ? [lazyCommonJs] : []), zodNamespace],
   });
   // A bundle with a shebang is a command: make it executable.
   if (entry.banner.startsWith("#!")) chmodSync(`${outDir}/.${entry.out}.${process.pid}.mjs`, 0o755);

@@ -131,8 +131,11 @@ export class Coordinator {
   private readonly follower: Follower | null;
   private state: CoordinatorState;
   private ready: Ready | null = null;
-  /** The threshold of the head last read while not ready (unverified: for display). */
-  private threshold: number;
+  /**
+   * The threshold of the head last read while not ready (unverified: for display), or that head's
+   * bytes until the threshold is first shown (parsing the head is not part of a start).
+   */
+  private threshold: number | Uint8Array;
   private attempt: RecoveryAttempt | null = null;
   /** Damage the last audit found in the ready state; writes are refused while it lasts. */
   private damage: Damage | null = null;
@@ -143,7 +146,7 @@ export class Coordinator {
   private readonly collector: Collector;
   private readonly collectAfterAudits: boolean;
 
-  private constructor(deps: CoordinatorDeps, state: CoordinatorState, threshold: number) {
+  private constructor(deps: CoordinatorDeps, state: CoordinatorState, threshold: number | Uint8Array) {
     this.name = deps.name;
     this.store = deps.store;
     this.validators = deps.validators;
@@ -162,7 +165,7 @@ export class Coordinator {
   static async start(deps: CoordinatorDeps): Promise<Coordinator> {
     const stored = await deps.store.get(headKey(deps.name));
     if (stored === null) return new Coordinator(deps, "uninitialized", 1);
-    return new Coordinator(deps, "recovery-required", Coordinator.thresholdOf(stored, deps.name));
+    return new Coordinator(deps, "recovery-required", stored);
   }
 
   /** The threshold of an unverified head, for display only; a malformed head shows 1. */
@@ -188,6 +191,7 @@ export class Coordinator {
   /** Progress of the current attempt; only while recovery is needed. */
   private progress(): RecoveryProgress {
     const attempt = this.currentAttempt()!;
+    if (typeof this.threshold !== "number") this.threshold = Coordinator.thresholdOf(this.threshold, this.name);
     return { threshold: this.threshold, received: attempt.shares.size, nonce: attempt.nonce };
   }
 
