@@ -8,7 +8,8 @@ import { fsPathOf } from "../../adapters/node/fs-driver.js";
 import type { SeedShareDocument } from "../../src/crypto/seedshares.js";
 import { call, firstSetBody, manifestBytes, policy, recoverBody, seedShareOwner, updateBody, workloadKey, workloadOwner } from "../helpers.js";
 import type { CoordinatorRef } from "../helpers.js";
-import { ensureBundle, killAll, startCoordinator, until, pause } from "./process.js";
+import { ensureBundle, killAll, startCoordinator, until } from "./process.js";
+import { expectBoundHeld, requestsAcrossUpdate, tallyLines } from "./removed-policy.js";
 import type { CoordinatorProcess } from "./process.js";
 
 type Json = Record<string, unknown>;
@@ -124,75 +125,30 @@ describe("replicas follow the head (two processes on one fs store)", () => {
     const { a, b, ref, latest } = await pair("web+db");
     const key = await workloadKey();
     const replicas = [a, b];
-    interface Outcome {
-      replica: "A" | "B";
-      policy: "web" | "db";
-      sentAt: number;
-      receivedAt: number;
-      status: number;
-      code: string | undefined;
-    }
-    const outcomes: Outcome[] = [];
-    const request = async (i: number): Promise<void> => {
-      const replica = replicas[i % 2]!;
-      const which = Math.floor(i / 2) % 2 === 0 ? "db" : "web";
-      const policyHash = which === "db" ? db.hash : web.hash;
-      const sentAt = Date.now();
-      const r = await call(replica.url, "POST", "/v1/mesh/certificate", { publicKey: key.spki, evidence: { type: "insecure-simulated", policyHash } });
-      outcomes.push({ replica: replica === a ? "A" : "B", policy: which, sentAt, receivedAt: Date.now(), status: r.status, code: codeOf(r.body) });
-    };
-    const inFlight: Promise<void>[] = [];
-
-    // 60 requests before the update, then the update through A while 80 more are sent until 2 s
-    // after its acknowledgement, then 60 after the bound: 200 in all, spread over A and B.
-    let i = 0;
-    for (; i < 60; i++) {
-      inFlight.push(request(i));
-      await pause(10);
-    }
-    const update = updateBody(manifest({ ...web, name: "web" }), [web.bytes], latest, owner, ref).then((body) => call(a.url, "POST", "/v1/manifest", body));
-    let ackAt: number | null = null;
-    void update.then(() => (ackAt = Date.now()));
-    for (; i < 140; i++) {
-      inFlight.push(request(i));
-      await pause(ackAt === null ? 10 : Math.max(0, (ackAt + boundMs - Date.now()) / (140 - i)));
-    }
-    const ack = await update;
-    expect(ack.status, ack.text).toBe(200);
-    const boundAt = ackAt! + boundMs;
-    while (Date.now() <= boundAt) await pause(boundAt + 1 - Date.now());
-    for (; i < 200; i++) {
-      inFlight.push(request(i));
-      await pause(5);
-    }
-    await Promise.all(inFlight);
-    expect(outcomes).toHaveLength(200);
-
-    const dbCerts = outcomes.filter((o) => o.policy === "db" && o.status === 200);
-    const beforeAck = dbCerts.filter((o) => o.receivedAt <= ackAt!).length;
-    const withinBound = dbCerts.filter((o) => o.receivedAt > ackAt! && o.sentAt <= boundAt).length;
-    const afterBound = dbCerts.filter((o) => o.sentAt > boundAt);
-    const followedAt = logTime(b, "followed the head another process wrote", ackAt! - 1000);
+    const run = await requestsAcrossUpdate({
+      boundMs,
+      replicaOf: (i) => (i % 2 === 0 ? ("A" as const) : ("B" as const)),
+      policyOf: (i) => (Math.floor(i / 2) % 2 === 0 ? "db" : "web"),
+      certify: async (replica, which) => {
+        const policyHash = which === "db" ? db.hash : web.hash;
+        const r = await call(replicas[replica === "A" ? 0 : 1]!.url, "POST", "/v1/mesh/certificate", { publicKey: key.spki, evidence: { type: "insecure-simulated", policyHash } });
+        return { status: r.status, code: codeOf(r.body) };
+      },
+      update: () => updateBody(manifest({ ...web, name: "web" }), [web.bytes], latest, owner, ref).then((body) => call(a.url, "POST", "/v1/manifest", body)),
+    });
+    const { ackAt, dbCerts, count } = run;
+    const followedAt = logTime(b, "followed the head another process wrote", ackAt - 1000);
     const afterFollow = followedAt === null ? [] : dbCerts.filter((o) => o.sentAt > followedAt && o.replica === "B");
-    const count = (f: (o: Outcome) => boolean) => outcomes.filter(f).length;
+    const lines = tallyLines(run, boundMs);
     console.log(
       [
         `follow: 200 certificate requests (A ${count((o) => o.replica === "A")}, B ${count((o) => o.replica === "B")}; db, the removed policy: ${count((o) => o.policy === "db")})`,
-        `  certificates for db: ${dbCerts.length} in all; ${beforeAck} answered by the acknowledgement, ${withinBound} after it and sent within the ${boundMs} ms bound, ${afterBound.length} sent after the bound`,
-        `  B followed ${followedAt === null ? "(no log line)" : `${followedAt - ackAt!} ms`} after the acknowledgement; certificates for db from B on requests sent after that: ${afterFollow.length}`,
-        `  requests sent after the bound: ${count((o) => o.sentAt > boundAt)} (db refused POLICY_NOT_IN_MANIFEST: ${count((o) => o.sentAt > boundAt && o.policy === "db" && o.code === "POLICY_NOT_IN_MANIFEST")}, web certified: ${count((o) => o.sentAt > boundAt && o.policy === "web" && o.status === 200)})`,
+        lines.certificates,
+        `  B followed ${followedAt === null ? "(no log line)" : `${followedAt - ackAt} ms`} after the acknowledgement; certificates for db from B on requests sent after that: ${afterFollow.length}`,
+        lines.afterBound,
       ].join("\n"),
     );
-    // The run exercised issuance of db before the update, and requests on both replicas after the bound.
-    expect(beforeAck).toBeGreaterThan(0);
-    expect(count((o) => o.sentAt > boundAt && o.replica === "B" && o.policy === "db")).toBeGreaterThan(0);
-    expect(count((o) => o.sentAt > boundAt && o.replica === "A" && o.policy === "db")).toBeGreaterThan(0);
-    // The bound: nothing for the removed policy after it, and refused for the right reason; the kept policy still certified.
-    expect(afterBound).toEqual([]);
-    for (const o of outcomes.filter((o) => o.sentAt > boundAt)) {
-      if (o.policy === "db") expect(o, JSON.stringify(o)).toMatchObject({ status: 403, code: "POLICY_NOT_IN_MANIFEST" });
-      else expect(o, JSON.stringify(o)).toMatchObject({ status: 200 });
-    }
+    expectBoundHeld(run, ["A", "B"] as const);
     // Never under a superseded manifest after B saw the new head.
     expect(followedAt).not.toBeNull();
     expect(afterFollow).toEqual([]);
