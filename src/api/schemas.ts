@@ -10,10 +10,10 @@ export const base64 = (max: number) =>
     .max(max)
     .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, "standard base64");
 
-const pem = z.lazy(() => z.string().describe("PEM"));
+const pem = () => z.string().describe("PEM");
 
 /** A seed-share owner's public key as the manifest lists it: hex DER. */
-const hexKey = z.lazy(() => z.string().max(8192).regex(/^([0-9a-f]{2})+$/, "hex"));
+const hexKey = () => z.string().max(8192).regex(/^([0-9a-f]{2})+$/, "hex");
 
 /** The largest manifest, in base64 characters. */
 export const maxManifestChars = 4 * 1024 * 1024;
@@ -38,7 +38,7 @@ export const setManifestRequest = z.lazy(() =>
         .array(
           z
             .object({
-              ownerPublicKey: hexKey.describe("a current seed-share owner, exactly as the current manifest lists it"),
+              ownerPublicKey: hexKey().describe("a current seed-share owner, exactly as the current manifest lists it"),
               signature: base64(2048).describe("RSA-PSS (SHA-256, salt 32) over the rekey approval statement"),
             })
             .strict(),
@@ -55,8 +55,8 @@ export const setManifestResponse = z.lazy(() =>
   z.object({
     transition: sha256Hex,
     generation: z.number().int(),
-    rootCA: pem,
-    meshCA: pem,
+    rootCA: pem(),
+    meshCA: pem(),
     unchanged: z.literal(true).optional().describe("the manifest was already the current one (same bytes and policies): nothing changed"),
     seedShares: seedShareDocumentSchema.optional().describe("on the first set, and on an update that changes the seed-share owners or the threshold: the encrypted seed shares and the salt"),
   }),
@@ -92,22 +92,21 @@ export const recoverRequest = z.lazy(() =>
 export const resetRecoveryRequest = z.lazy(() =>
   z
     .object({
-      ownerPublicKey: hexKey.describe("a seed-share owner, exactly as the stored manifest lists it"),
+      ownerPublicKey: hexKey().describe("a seed-share owner, exactly as the stored manifest lists it"),
       signature: base64(2048).describe("RSA-PSS (SHA-256, salt 32) over the recovery reset statement with the attempt's nonce"),
     })
     .strict(),
 );
 
-const progress = z.lazy(() =>
+const progress = () =>
   z.object({
     threshold: z.number().int(),
     received: z.number().int(),
     nonce: z.string().nullable().describe("identifies the current recovery attempt, from the start of recovery-required or stale: shares are sealed for it, and a reset is signed over it"),
-  }),
-);
+  });
 
 /** Answer of POST /v1/recover */
-export const recoverResponse = z.lazy(() => z.object({ state: z.string(), recovery: progress }));
+export const recoverResponse = z.lazy(() => z.object({ state: z.string(), recovery: progress() }));
 
 /** POST /v1/mesh/certificate */
 export const meshCertificateRequest = z.lazy(() =>
@@ -125,9 +124,9 @@ export const meshCertificateRequest = z.lazy(() =>
 /** Answer of POST /v1/mesh/certificate */
 export const meshCertificateResponse = z.lazy(() =>
   z.object({
-    certChain: pem.describe("leaf, then intermediate"),
-    meshCA: pem,
-    rootCA: pem,
+    certChain: pem().describe("leaf, then intermediate"),
+    meshCA: pem(),
+    rootCA: pem(),
     workloadSecret: z.string().describe("hex"),
     workloadSecretID: z.string(),
     policyHash: sha256Hex,
@@ -149,7 +148,7 @@ export const statusResponse = z.lazy(() =>
     name: z.string(),
     generation: z.number().int().nullable(),
     latestTransition: sha256Hex.nullable(),
-    recovery: progress.nullable(),
+    recovery: progress().nullable(),
     damage: z
       .object({ key: z.string(), message: z.string() })
       .optional()
@@ -170,10 +169,10 @@ export const historyResponse = z.lazy(() =>
     transitions: z.array(sha256Hex).describe("oldest first"),
     manifests: z.array(z.string()).describe("exact bytes, base64, oldest first"),
     policies: z.record(sha256Hex, z.string()).describe("exact bytes, base64, by hash"),
-    rootCA: pem,
-    meshCA: pem,
-    intermediateCA: pem,
-    transactionSigner: pem.describe("the transaction-signing key's certificate, issued by the root CA"),
+    rootCA: pem(),
+    meshCA: pem(),
+    intermediateCA: pem(),
+    transactionSigner: pem().describe("the transaction-signing key's certificate, issued by the root CA"),
     head: z.string().describe("the signed head, exact stored bytes, base64"),
   }),
 );

@@ -10,7 +10,7 @@ export const headFormat = "contrast-coordinator-head/v1";
 /** The domain-separation tag of the head signature. */
 export const headSignatureTag = "CONTRAST COORDINATOR HEAD v1";
 
-const hash = z.lazy(() => z.string().regex(/^[0-9a-f]{64}$/));
+const hash = () => z.string().regex(/^[0-9a-f]{64}$/);
 
 /** A Coordinator name: a DNS label, as Kubernetes object names are. */
 export const coordinatorName = z.lazy(() =>
@@ -23,11 +23,11 @@ export const coordinatorName = z.lazy(() =>
 export const recoverySchema = z.lazy(() =>
   z
     .object({
-      salt: hash,
+      salt: hash(),
       threshold: z.number().int().min(1).max(255),
       shares: z.number().int().min(1).max(255),
       /** One commitment per share (SHA-256 of tag ‖ salt ‖ share): each share is checked on its own. */
-      commitments: z.array(hash).min(1).max(255),
+      commitments: z.array(hash()).min(1).max(255),
       /**
        * The root seed and its salt (salt ‖ seed), AES-256-GCM under a key derived from the recovery
        * seed: the recovery seed the owners hold opens it, and a rotation re-seals it to a new one.
@@ -42,15 +42,15 @@ export const recoverySchema = z.lazy(() =>
 export const headObjectsSchema = z.lazy(() =>
   z
     .object({
-      rootCA: hash,
-      transactionSigner: hash,
-      meshCA: hash,
-      intermediateCA: hash,
-      meshCAKey: hash,
+      rootCA: hash(),
+      transactionSigner: hash(),
+      meshCA: hash(),
+      intermediateCA: hash(),
+      meshCAKey: hash(),
       /** The seed-share document of the current recovery seed (absent in heads written before it was stored). */
-      seedShares: hash.optional(),
+      seedShares: hash().optional(),
       /** The last segment of the history index (absent in heads written before the index existed). */
-      history: hash.optional(),
+      history: hash().optional(),
     })
     .strict(),
 );
@@ -61,7 +61,7 @@ const headSchema = z.lazy(() =>
       format: z.literal(headFormat),
       name: coordinatorName,
       generation: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-      latestTransition: hash,
+      latestTransition: hash(),
       objects: headObjectsSchema,
       recovery: recoverySchema,
       signature: z.string().max(256),

@@ -6,18 +6,18 @@ import type { AttestationErrorCode } from "../errors.js";
 import type { SnpTcb } from "./report.js";
 import type { SnpVerifiedReport } from "./verify.js";
 
-const svn = z.lazy(() => z.number().int().min(0).max(255));
+const svn = () => z.number().int().min(0).max(255);
 const hex = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-fA-F]{${2 * bytes}}$`), `${bytes} bytes in hex`);
-const flag = z.lazy(() => z.boolean().optional());
+const flag = () => z.boolean().optional();
 
 /** Contrast's `SNPTCB`: the minimum SVN of each TCB component; all four are required. */
 export const snpMinimumTcbSchema = z.lazy(() =>
   z
     .object({
-      BootloaderVersion: svn,
-      TEEVersion: svn,
-      SNPVersion: svn,
-      MicrocodeVersion: svn,
+      BootloaderVersion: svn(),
+      TEEVersion: svn(),
+      SNPVersion: svn(),
+      MicrocodeVersion: svn(),
     })
     .strict(),
 );
@@ -26,17 +26,17 @@ export const snpMinimumTcbSchema = z.lazy(() =>
 export const snpGuestPolicySchema = z.lazy(() =>
   z
     .object({
-      ABIMinor: svn.optional(),
-      ABIMajor: svn.optional(),
-      SMT: flag,
-      MigrateMA: flag,
-      Debug: flag,
-      SingleSocket: flag,
-      CXLAllowed: flag,
-      MemAES256XTS: flag,
-      RAPLDis: flag,
-      CipherTextHidingDRAM: flag,
-      PageSwapDisable: flag,
+      ABIMinor: svn().optional(),
+      ABIMajor: svn().optional(),
+      SMT: flag(),
+      MigrateMA: flag(),
+      Debug: flag(),
+      SingleSocket: flag(),
+      CXLAllowed: flag(),
+      MemAES256XTS: flag(),
+      RAPLDis: flag(),
+      CipherTextHidingDRAM: flag(),
+      PageSwapDisable: flag(),
     })
     .strict(),
 );
@@ -45,12 +45,12 @@ export const snpGuestPolicySchema = z.lazy(() =>
 export const snpPlatformInfoSchema = z.lazy(() =>
   z
     .object({
-      SMTEnabled: flag,
-      TSMEEnabled: flag,
-      ECCEnabled: flag,
-      RAPLDisabled: flag,
-      CiphertextHidingDRAMEnabled: flag,
-      AliasCheckComplete: flag,
+      SMTEnabled: flag(),
+      TSMEEnabled: flag(),
+      ECCEnabled: flag(),
+      RAPLDisabled: flag(),
+      CiphertextHidingDRAMEnabled: flag(),
+      AliasCheckComplete: flag(),
     })
     .strict(),
 );

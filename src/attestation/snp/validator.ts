@@ -15,7 +15,6 @@ import type { Claim } from "../claims.js";
 export const snpEvidenceType = "amd-sev-snp";
 
 const b64 = (max: number) => z.string().max(max).regex(/^[A-Za-z0-9+/]*={0,2}$/, "standard base64");
-const certificate = b64(8192);
 
 /** The request's SEV-SNP evidence: the report, the certificates (or the extended report's table), and the nonce it binds. */
 export const snpEvidenceSchema = z.lazy(() =>
@@ -25,7 +24,7 @@ export const snpEvidenceSchema = z.lazy(() =>
       nonce: z.string().max(128),
       report: b64(2048).describe("the 1184-byte attestation report, base64"),
       certificates: z
-        .object({ vcek: certificate, vlek: certificate, ask: certificate, asvk: certificate, ark: certificate })
+        .object({ vcek: b64(8192), vlek: b64(8192), ask: b64(8192), asvk: b64(8192), ark: b64(8192) })
         .partial()
         .strict()
         .optional()

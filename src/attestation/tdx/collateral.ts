@@ -83,24 +83,23 @@ export interface VerifiedQuoteParts {
 }
 
 const hexBytes = (n: number) => z.string().regex(new RegExp(`^[0-9a-fA-F]{${2 * n}}$`));
-const date = z.lazy(() => z.string().refine((s) => !Number.isNaN(Date.parse(s)), "not a date"));
-const status = z.lazy(() => z.enum(tcbStatuses));
-const isvLevel = z.lazy(() =>
+const date = () => z.string().refine((s) => !Number.isNaN(Date.parse(s)), "not a date");
+const status = () => z.enum(tcbStatuses);
+const isvLevel = () =>
   z.object({
     tcb: z.object({ isvsvn: z.number().int().min(0).max(0xffff) }),
-    tcbDate: date,
-    tcbStatus: status,
+    tcbDate: date(),
+    tcbStatus: status(),
     advisoryIDs: z.array(z.string()).optional(),
-  }),
-);
-const component = z.lazy(() => z.object({ svn: z.number().int().min(0).max(255) }));
+  });
+const component = () => z.object({ svn: z.number().int().min(0).max(255) });
 
 const tcbInfoSchema = z.lazy(() =>
   z.object({
     id: z.literal("TDX"),
     version: z.literal(3),
-    issueDate: date,
-    nextUpdate: date,
+    issueDate: date(),
+    nextUpdate: date(),
     fmspc: hexBytes(6),
     pceId: hexBytes(2),
     tcbType: z.number().int(),
@@ -113,7 +112,7 @@ const tcbInfoSchema = z.lazy(() =>
           mrsigner: hexBytes(48),
           attributes: hexBytes(8),
           attributesMask: hexBytes(8),
-          tcbLevels: z.array(isvLevel),
+          tcbLevels: z.array(isvLevel()),
         }),
       )
       .optional(),
@@ -121,12 +120,12 @@ const tcbInfoSchema = z.lazy(() =>
       .array(
         z.object({
           tcb: z.object({
-            sgxtcbcomponents: z.array(component).length(16),
+            sgxtcbcomponents: z.array(component()).length(16),
             pcesvn: z.number().int().min(0).max(0xffff),
-            tdxtcbcomponents: z.array(component).length(16),
+            tdxtcbcomponents: z.array(component()).length(16),
           }),
-          tcbDate: date,
-          tcbStatus: status,
+          tcbDate: date(),
+          tcbStatus: status(),
           advisoryIDs: z.array(z.string()).optional(),
         }),
       )
@@ -138,8 +137,8 @@ const qeIdentitySchema = z.lazy(() =>
   z.object({
     id: z.literal("TD_QE"),
     version: z.literal(2),
-    issueDate: date,
-    nextUpdate: date,
+    issueDate: date(),
+    nextUpdate: date(),
     tcbEvaluationDataNumber: z.number().int().min(0),
     miscselect: hexBytes(4),
     miscselectMask: hexBytes(4),
@@ -147,7 +146,7 @@ const qeIdentitySchema = z.lazy(() =>
     attributesMask: hexBytes(16),
     mrsigner: hexBytes(32),
     isvprodid: z.number().int().min(0).max(0xffff),
-    tcbLevels: z.array(isvLevel).min(1),
+    tcbLevels: z.array(isvLevel()).min(1),
   }),
 );
 
